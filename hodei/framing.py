@@ -1,0 +1,94 @@
+"""Length-prefixed msgpack framing over asyncio streams.
+
+A frame is a 4-byte big-endian body length followed by the msgpack body. The length is checked
+against ``MAX_FRAME`` before a byte of the body is read, so a peer cannot make us allocate more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from hodei.errors import FrameTooLarge, ProtocolError
+from hodei.protocol import MAX_FRAME
+
+T = TypeVar("T")
+_PREFIX = struct.Struct(">I")
+
+
+class FrameReader(Generic[T]):
+    """Reads frames from a stream and decodes them to the union ``type_``."""
+
+    def __init__(self, reader: asyncio.StreamReader, type_: Any, max_frame: int = MAX_FRAME) -> None:
+        self._reader = reader
+        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(type_)
+        self._max = max_frame
+
+    async def read(self) -> T | None:
+        """The next message, or None at a clean end of stream between frames."""
+        try:
+            head = await self._reader.readexactly(4)
+        except asyncio.IncompleteReadError as e:
+            if not e.partial:
+                return None
+            raise ProtocolError("the connection closed in the middle of a frame length") from None
+        (size,) = _PREFIX.unpack(head)
+        if size > self._max:
+            raise FrameTooLarge(f"a frame of {size} bytes is over the {self._max}-byte limit")
+        try:
+            body = await self._reader.readexactly(size)
+        except asyncio.IncompleteReadError:
+            raise ProtocolError("the connection closed in the middle of a frame") from None
+        try:
+            return self._decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ProtocolError(f"undecodable message: {e}") from None
+
+    async def wait_eof(self) -> None:
+        """Return when the peer closes (or, against the protocol, sends while it should wait)."""
+        await self._reader.read(1)
+
+
+class FrameWriter:
+    """Encodes messages into one reused buffer and writes them with their length prefix."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._encoder = msgspec.msgpack.Encoder()
+        self._buf = bytearray(64)
+
+    def write(self, msg: Any) -> None:
+        """Queue one frame; call ``drain`` to respect back-pressure."""
+        buf = self._buf
+        self._encoder.encode_into(msg, buf, 4)
+        _PREFIX.pack_into(buf, 0, len(buf) - 4)
+        self._writer.write(buf)
+
+    async def send(self, msg: Any) -> None:
+        self.write(msg)
+        await self._writer.drain()
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def wait_closed(self) -> None:
+        try:
+            await self._writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+    @property
+    def transport(self) -> asyncio.BaseTransport:
+        return self._writer.transport
+
+
+def encode_frame(msg: Any) -> bytes:
+    """One whole frame as bytes (tests, and blocking clients)."""
+    body = msgspec.msgpack.encode(msg)
+    return _PREFIX.pack(len(body)) + body

@@ -1,0 +1,313 @@
+"""The wire protocol shared by hodeid, hodeictl and the agent.
+
+Every message is a msgspec Struct tagged with its class name, sent msgpack-encoded behind a 4-byte
+big-endian length prefix (see ``hodei.framing``). The first message on every connection is ``Hello``;
+the daemon answers ``Welcome`` or ``Error`` and closes.
+
+Schema evolution: new fields get defaults; an existing field never changes type.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 8 * 1024 * 1024  # bytes in one frame body; larger frames are refused before reading
+HANDSHAKE_TIMEOUT = 10.0  # seconds a peer has to send its Hello
+
+
+class Role(enum.StrEnum):
+    CTL = "ctl"
+    AGENT = "agent"
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
+)
+
+
+class WorkerState(enum.StrEnum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    GONE = "gone"
+    LOST = "lost"
+
+
+class Stream(enum.IntEnum):
+    STDOUT = 1
+    STDERR = 2
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_REQUEST = "bad_request"
+    NOT_FOUND = "not_found"
+    VERSION = "version"
+    AUTH = "auth"
+    INVALID = "invalid"
+    CONFLICT = "conflict"
+    INTERNAL = "internal"
+
+
+class Message(msgspec.Struct, tag=True, forbid_unknown_fields=False, omit_defaults=True):
+    """Base of every message; the tag is the class name."""
+
+
+# ---- shared data --------------------------------------------------------------------------------
+
+
+class JobSpec(msgspec.Struct, omit_defaults=True):
+    """What a user asks to run. ``shell`` True: ``command[0]`` is a /bin/sh command line."""
+
+    command: list[str]
+    shell: bool = False
+    name: str = ""
+    env: dict[str, str] = {}  # set on top of the base environment
+    cwd: str = ""
+    timeout: float | None = None
+    grace: float = 10.0
+    priority: int = 0
+    labels: dict[str, str] = {}
+    image: str = ""
+    # The submitting shell's environment and directory. Used by the local provider, where the job
+    # runs on the same host, so `hodeictl submit make` behaves as `make` would in that shell.
+    client_env: dict[str, str] = {}
+    client_cwd: str = ""
+
+
+class JobInfo(msgspec.Struct, omit_defaults=False):
+    id: int
+    name: str
+    state: JobState
+    command: list[str]
+    shell: bool
+    exit_code: int | None
+    signal: int | None
+    reason: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    worker_id: str | None
+    priority: int = 0
+    labels: dict[str, str] = {}
+    cwd: str = ""
+    timeout: float | None = None
+    grace: float = 10.0
+    image: str = ""
+    attempt: int = 1
+    log_bytes: int = 0
+
+
+class WorkerInfo(msgspec.Struct, omit_defaults=False):
+    id: str
+    provider: str
+    state: WorkerState
+    job_id: int | None
+    image: str
+    pid: int | None
+    created_at: float
+    last_heartbeat: float | None
+    jobs_run: int = 0
+
+
+class Assignment(msgspec.Struct, omit_defaults=True):
+    """A job as the agent needs it. ``env`` is complete when ``replace_env``; else added to the agent's."""
+
+    job_id: int
+    command: list[str]
+    shell: bool
+    env: dict[str, str] = {}
+    replace_env: bool = False
+    cwd: str = ""
+    timeout: float | None = None
+    grace: float = 10.0
+
+
+# ---- handshake ------------------------------------------------------------------------------------
+
+
+class Hello(Message):
+    version: int
+    role: Role
+    worker_id: str = ""
+    token: str = ""
+    client: str = ""
+
+
+class Welcome(Message):
+    version: int
+    daemon: str = ""
+
+
+class Error(Message):
+    code: ErrorCode
+    message: str
+
+
+# ---- control requests (hodeictl -> hodeid) -------------------------------------------------------
+
+
+class Submit(Message):
+    spec: JobSpec
+
+
+class GetJob(Message):
+    job_id: int
+
+
+class ListJobs(Message):
+    states: list[JobState] = []
+    limit: int = 0
+
+
+class CancelJobs(Message):
+    job_ids: list[int]
+    grace: float | None = None
+    wait: bool = True
+
+
+class WaitJobs(Message):
+    job_ids: list[int]
+
+
+class ReadLogs(Message):
+    """Stream a job's log: LogData frames, then LogEnd. ``follow`` waits for the job to finish."""
+
+    job_id: int
+    follow: bool = False
+    tail: int | None = None  # last N lines, per the whole log
+    from_seq: int = 0  # resume after a reconnect: only chunks with seq > from_seq
+
+
+class ListWorkers(Message):
+    pass
+
+
+class Ping(Message):
+    pass
+
+
+# ---- control replies ------------------------------------------------------------------------------
+
+
+class JobReply(Message):
+    job: JobInfo
+
+
+class JobsReply(Message):
+    jobs: list[JobInfo]
+
+
+class WorkersReply(Message):
+    workers: list[WorkerInfo]
+
+
+class LogData(Message):
+    seq: int
+    stream: Stream
+    ts: float
+    data: bytes
+
+
+class LogEnd(Message):
+    job: JobInfo
+
+
+class Pong(Message):
+    pass
+
+
+# ---- agent <-> daemon -----------------------------------------------------------------------------
+
+
+class Heartbeat(Message):
+    job_id: int | None = None
+
+
+class Accept(Message):
+    """The agent took the assignment and started the process."""
+
+    job_id: int
+    pid: int
+    started_at: float
+
+
+class Reject(Message):
+    job_id: int
+    reason: str
+
+
+class Output(Message):
+    job_id: int
+    seq: int  # 1, 2, 3... per job
+    stream: Stream
+    ts: float
+    data: bytes
+
+
+class Exited(Message):
+    job_id: int
+    exit_code: int | None
+    signal: int | None
+    last_seq: int
+    finished_at: float
+    outcome: str = ""  # "", "cancelled", "timed_out", "spawn_failed"
+    reason: str = ""
+
+
+class Ready(Message):
+    """Sent once after Welcome: the job the agent still holds (after a reconnect), if any.
+
+    Until it arrives the daemon assigns the worker nothing.
+    """
+
+    job_id: int | None = None
+    running: bool = False
+
+
+class Assign(Message):
+    job: Assignment
+
+
+class Cancel(Message):
+    job_id: int
+    grace: float
+    reason: str = ""
+
+
+class Ack(Message):
+    """Durably written up to ``seq``; the agent may forget those chunks."""
+
+    job_id: int
+    seq: int
+    done: bool = False  # the job's result is stored too: the agent may forget the job
+
+
+class Shutdown(Message):
+    reason: str = ""
+
+
+CtlRequest = Submit | GetJob | ListJobs | CancelJobs | WaitJobs | ReadLogs | ListWorkers | Ping
+CtlReply = JobReply | JobsReply | WorkersReply | LogData | LogEnd | Pong | Error
+AgentToDaemon = Ready | Heartbeat | Accept | Reject | Output | Exited
+DaemonToAgent = Assign | Cancel | Ack | Shutdown | Error
+Handshake = Hello
+HandshakeReply = Welcome | Error

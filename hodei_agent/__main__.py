@@ -1,0 +1,3 @@
+from hodei_agent.main import main
+
+main()

@@ -1,0 +1,226 @@
+"""The agent: registers with hodeid, heartbeats, runs one job at a time and streams its output.
+
+Output is kept until hodeid acknowledges it, so after a lost connection the agent reconnects with
+backoff and resends what is not acknowledged; hodeid skips what it already has. When too much is
+unacknowledged the agent stops reading the job's pipes, and the job waits on its writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from hodei.errors import HodeiError, ProtocolError
+from hodei.framing import FrameReader, FrameWriter
+from hodei.protocol import (
+    PROTOCOL_VERSION,
+    Accept,
+    Ack,
+    Assign,
+    Cancel,
+    DaemonToAgent,
+    Error,
+    Exited,
+    Heartbeat,
+    Hello,
+    HandshakeReply,
+    Output,
+    Ready,
+    Reject,
+    Role,
+    Shutdown,
+    Stream,
+    Welcome,
+)
+from hodei_agent.job import JobProcess, SpawnFailed
+
+log = logging.getLogger("hodei-agent")
+MAX_UNACKED = 16 * 1024 * 1024  # bytes of output held for resending before the job is paused
+
+
+@dataclass
+class AgentConfig:
+    socket: str
+    worker_id: str
+    token: str
+    heartbeat_interval: float = 2.0
+    reconnect_timeout: float = 120.0  # give up when idle and hodeid stays away this long
+    reconnect_timeout_busy: float = 3600.0  # ... or while holding a job's output
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.cfg = config
+        self.writer: FrameWriter | None = None
+        self.job: JobProcess | None = None
+        self.job_id: int | None = None
+        self.seq = 0
+        self.outbox: collections.deque[Output] = collections.deque()
+        self.outbox_bytes = 0
+        self.room = asyncio.Event()
+        self.room.set()
+        self.exited: Exited | None = None
+        self.stopping = False
+        self.done = asyncio.Event()
+        self._job_task: asyncio.Task[None] | None = None
+        self._welcomed = False
+
+    # ---- connection -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+        beat = asyncio.ensure_future(self._heartbeats())
+        away_since = time.monotonic()
+        delay = 0.05
+        try:
+            while not self.done.is_set():
+                try:
+                    await self._session()
+                except (ConnectionError, FileNotFoundError, OSError, ProtocolError, TimeoutError) as e:
+                    log.info("not connected to hodeid: %s", e)
+                except AuthRefused as e:
+                    log.error("hodeid refused this agent: %s", e)
+                    if self.job_id is None:
+                        return
+                if self.done.is_set():
+                    break
+                now = time.monotonic()
+                if self._welcomed:  # we were connected until just now
+                    self._welcomed = False
+                    away_since, delay = now, 0.05
+                limit = self.cfg.reconnect_timeout_busy if self.job_id is not None else self.cfg.reconnect_timeout
+                if now - away_since > limit:
+                    log.error("hodeid has been unreachable for %.0fs; exiting", now - away_since)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        finally:
+            beat.cancel()
+            if self.job is not None:
+                self.job.terminate(0, "cancelled", "the agent stopped")
+
+    async def _session(self) -> None:
+        r, w = await asyncio.open_unix_connection(self.cfg.socket, limit=1 << 20)
+        writer = FrameWriter(w)
+        try:
+            await writer.send(Hello(version=PROTOCOL_VERSION, role=Role.AGENT, worker_id=self.cfg.worker_id, token=self.cfg.token))
+            reply = await asyncio.wait_for(FrameReader[HandshakeReply](r, HandshakeReply).read(), 10.0)
+            if isinstance(reply, Error):
+                raise AuthRefused(reply.message)
+            if not isinstance(reply, Welcome):
+                raise ProtocolError("hodeid closed the connection during the handshake")
+            writer.write(Ready(job_id=self.job_id, running=self.job is not None and self.exited is None))
+            for msg in self.outbox:  # whatever hodeid may not have stored; it skips duplicates
+                writer.write(msg)
+            if self.exited is not None:
+                writer.write(self.exited)
+            await writer.drain()
+            self.writer = writer
+            self._welcomed = True
+            log.info("registered with hodeid as %s", self.cfg.worker_id)
+            reader = FrameReader[DaemonToAgent](r, DaemonToAgent)
+            while (msg := await reader.read()) is not None:
+                await self._handle(msg)
+                if self.done.is_set():
+                    return
+        finally:
+            self.writer = None
+            writer.close()
+
+    async def _handle(self, msg: DaemonToAgent) -> None:
+        match msg:
+            case Assign(job=assignment):
+                if self.job_id is not None:
+                    self._send(Reject(job_id=assignment.job_id, reason=f"busy with job {self.job_id}"))
+                    return
+                self.job_id, self.seq = assignment.job_id, 0
+                self.exited = None
+                job = JobProcess(assignment, self._emit)
+                try:
+                    await job.start()
+                except SpawnFailed as e:
+                    self._finish(Exited(job_id=assignment.job_id, exit_code=e.exit_code, signal=None,
+                                        last_seq=0, finished_at=time.time(), outcome="spawn_failed", reason=e.reason))
+                    return
+                self.job = job
+                self._send(Accept(job_id=assignment.job_id, pid=job.pid, started_at=time.time()))
+                self._job_task = asyncio.ensure_future(self._supervise(job))
+            case Cancel(job_id=job_id, grace=grace, reason=reason):
+                if self.job is not None and job_id == self.job_id:
+                    self.job.terminate(grace, "cancelled", reason)
+            case Ack(job_id=job_id, seq=seq, done=done):
+                if job_id != self.job_id:
+                    return
+                while self.outbox and self.outbox[0].seq <= seq:
+                    self.outbox_bytes -= len(self.outbox.popleft().data)
+                if self.outbox_bytes < MAX_UNACKED:
+                    self.room.set()
+                if done and self.exited is not None:
+                    self.job_id, self.exited, self.job = None, None, None
+                    if self.stopping:
+                        self.done.set()
+            case Shutdown(reason=reason):
+                log.info("asked to stop: %s", reason)
+                self.stopping = True
+                if self.job_id is None:
+                    self.done.set()
+            case Error(message=message):
+                log.error("hodeid: %s", message)
+
+    # ---- the job --------------------------------------------------------------------------------
+
+    async def _supervise(self, job: JobProcess) -> None:
+        result = await job.run()
+        self._finish(Exited(job_id=job.a.job_id, exit_code=result.exit_code, signal=result.signal,
+                            last_seq=self.seq, finished_at=time.time(), outcome=result.outcome, reason=result.reason))
+
+    def _finish(self, exited: Exited) -> None:
+        self.exited = exited
+        self._send(exited)
+
+    async def _emit(self, stream: Stream, data: bytes) -> None:
+        await self.room.wait()
+        assert self.job_id is not None
+        self.seq += 1
+        msg = Output(job_id=self.job_id, seq=self.seq, stream=stream, ts=time.time(), data=data)
+        self.outbox.append(msg)
+        self.outbox_bytes += len(data)
+        if self.outbox_bytes >= MAX_UNACKED:
+            self.room.clear()
+        writer = self.writer
+        if writer is not None:
+            try:
+                writer.write(msg)
+                await writer.drain()
+            except (ConnectionError, OSError):
+                pass  # kept in the outbox; resent after reconnecting
+
+    def _send(self, msg: object) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.write(msg)
+            except (ConnectionError, OSError, RuntimeError):
+                pass
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.heartbeat_interval)
+            self._send(Heartbeat(job_id=self.job_id))
+
+    def _on_signal(self) -> None:
+        if self.job is not None and self.exited is None:
+            self.job.terminate(10.0, "cancelled", "the worker was stopped")
+        self.stopping = True
+        if self.job_id is None:
+            self.done.set()
+
+
+class AuthRefused(HodeiError):
+    """hodeid refused this agent's token."""

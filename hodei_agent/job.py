@@ -1,0 +1,133 @@
+"""One job as a process group: start it, pump its output, signal it, and report how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+from hodei.protocol import Assignment, Stream
+
+CHUNK = 256 * 1024  # bytes read from a pipe at most at once; a read returns as soon as any are there
+DRAIN_AFTER_EXIT = 2.0  # seconds to wait for pipes held open by escaped processes after the job ends
+HIDDEN_ENV = ("HODEI_WORKER_TOKEN", "HODEI_WORKER_ID", "HODEI_AGENT_SOCKET", "HODEI_HEARTBEAT_INTERVAL")
+
+Emit = Callable[[Stream, bytes], Awaitable[None]]
+
+
+def job_env(a: Assignment) -> dict[str, str]:
+    env = {} if a.replace_env else {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    env.update(a.env)
+    env["HODEI_JOB_ID"] = str(a.job_id)
+    return env
+
+
+def argv_of(a: Assignment) -> list[str]:
+    return ["/bin/sh", "-c", a.command[0]] if a.shell else list(a.command)
+
+
+class SpawnFailed(Exception):
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_code = exit_code
+
+
+class Result:
+    def __init__(self, exit_code: int | None, sig: int | None, outcome: str, reason: str) -> None:
+        self.exit_code, self.signal, self.outcome, self.reason = exit_code, sig, outcome, reason
+
+
+class JobProcess:
+    def __init__(self, assignment: Assignment, emit: Emit) -> None:
+        self.a = assignment
+        self.emit = emit
+        self.proc: asyncio.subprocess.Process | None = None
+        self.outcome = ""  # set by cancel or timeout: the reason we signalled it
+        self.reason = ""
+        self._killer: asyncio.TimerHandle | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self) -> None:
+        a = self.a
+        if a.cwd and not os.path.isdir(a.cwd):
+            raise SpawnFailed(f"the working directory {a.cwd} does not exist here", 127)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv_of(a),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=a.cwd or None,
+                env=job_env(a),
+                start_new_session=True,  # its own process group: signals reach every process of the job
+                limit=CHUNK,
+            )
+        except FileNotFoundError as e:
+            raise SpawnFailed(f"cannot run {a.command[0]!r}: command not found", 127) from e
+        except PermissionError as e:
+            raise SpawnFailed(f"cannot run {a.command[0]!r}: permission denied", 126) from e
+        except OSError as e:
+            raise SpawnFailed(f"cannot start the job: {e}", 126) from e
+
+    async def run(self) -> Result:
+        """Pump output until the job ends; kill what it leaves behind; return how it ended."""
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        pumps = [
+            asyncio.ensure_future(self._pump(proc.stdout, Stream.STDOUT)),
+            asyncio.ensure_future(self._pump(proc.stderr, Stream.STDERR)),
+        ]
+        timer = None
+        if self.a.timeout:
+            timer = asyncio.get_running_loop().call_later(
+                self.a.timeout, self.terminate, self.a.grace, "timed_out", f"timed out after {self.a.timeout:g}s"
+            )
+        rc = await proc.wait()
+        if timer:
+            timer.cancel()
+        self._signal_group(signal.SIGKILL)  # the job is over: nothing of it outlives it
+        if self._killer:
+            self._killer.cancel()
+        done, pending = await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT)
+        for p in pending:
+            p.cancel()
+        for p in done:
+            p.result()
+        if rc < 0:
+            return Result(None, -rc, self.outcome, self.reason)
+        return Result(rc, None, self.outcome, self.reason)
+
+    async def _pump(self, pipe: asyncio.StreamReader, stream: Stream) -> None:
+        while data := await pipe.read(CHUNK):
+            await self.emit(stream, data)
+
+    def terminate(self, grace: float, outcome: str, reason: str) -> None:
+        """SIGTERM to the whole process group now, SIGKILL after ``grace`` seconds."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        if not self.outcome:
+            self.outcome, self.reason = outcome, reason
+        self._signal_group(signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        if grace > 0:
+            deadline = time.monotonic() + grace
+            if self._killer is None or self._killer.when() > asyncio.get_running_loop().time() + grace:
+                if self._killer:
+                    self._killer.cancel()
+                self._killer = asyncio.get_running_loop().call_later(
+                    max(0.0, deadline - time.monotonic()), self._signal_group, signal.SIGKILL
+                )
+
+    def _signal_group(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass

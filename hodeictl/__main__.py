@@ -1,0 +1,3 @@
+from hodeictl.cli import main
+
+main()

@@ -1,0 +1,241 @@
+"""`hodeictl`: a thin typer shell over hodeictl.client.Client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from hodei.errors import HodeiError, UsageError
+from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
+from hodeictl import render
+from hodeictl.client import Client, spec_from_cli
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="hodeictl",
+    help="Queue shell commands on hodeid, follow their output, cancel them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_state: dict[str, Any] = {"socket": None}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
+JobArg = Annotated[str, typer.Argument(help="job id", show_default=False)]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print(f"hodeictl: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def run(work: Callable[[Client], Awaitable[T]]) -> T:
+    async def main() -> T:
+        client = Client(_state["socket"])
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main())
+    except HodeiError as e:
+        fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def job_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        fail(f"{text!r} is not a job id: job ids are numbers, as `hodeictl list` shows")
+    if value <= 0:
+        fail(f"{text!r} is not a job id: job ids are positive numbers")
+    return value
+
+
+def pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"{flag} takes KEY=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
+@app.callback()
+def _global(
+    socket: Annotated[str | None, typer.Option("--socket", envvar="HODEI_SOCKET", help="hodeid's control socket")] = None,
+) -> None:
+    _state["socket"] = socket
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def submit(
+    command: Annotated[list[str], typer.Argument(help="one shell line, or an argv after --", show_default=False)],
+    name: Annotated[str, typer.Option("--name", "-n", help="a name to recognise the job by")] = "",
+    env: Annotated[list[str], typer.Option("--env", "-e", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
+    cwd: Annotated[str, typer.Option("--cwd", help="working directory (default: the current one)")] = "",
+    timeout: Annotated[float | None, typer.Option("--timeout", help="seconds before the job is stopped")] = None,
+    grace: Annotated[float, typer.Option("--grace", help="seconds between SIGTERM and SIGKILL")] = 10.0,
+    priority: Annotated[int, typer.Option("--priority", help="higher runs first")] = 0,
+    label: Annotated[list[str], typer.Option("--label", "-l", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
+    image: Annotated[str, typer.Option("--image", help="worker image (docker provider)")] = "",
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="follow the output; exit with the job's status")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Queue a command. Prints the job id (or follows it with -f)."""
+    if not command or (len(command) == 1 and not command[0].strip()):
+        fail("the command is empty: give a shell line, or an argv after --")
+    if timeout is not None and timeout <= 0:
+        fail("--timeout must be a positive number of seconds")
+    if grace < 0:
+        fail("--grace must be zero or a positive number of seconds")
+    if cwd:
+        cwd = os.path.abspath(cwd)
+    spec = spec_from_cli(command, name=name, env=pairs(env, "--env"), cwd=cwd, timeout=timeout, grace=grace,
+                         priority=priority, labels=pairs(label, "--label"), image=image)
+
+    async def work(c: Client) -> int:
+        job = await c.submit(spec)
+        if not follow:
+            print(render.to_json(job) if json else job.id, flush=True)
+            return 0
+        if sys.stderr.isatty():
+            print(f"hodeictl: job {job.id} queued", file=sys.stderr)
+        return await _print_logs(c, job.id, follow=True, tail=None, timestamps=False)
+
+    raise typer.Exit(run(work))
+
+
+async def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool) -> int:
+    outs = {Stream.STDOUT: sys.stdout.buffer, Stream.STDERR: sys.stderr.buffer}
+    at_line_start = {Stream.STDOUT: True, Stream.STDERR: True}
+    end: JobInfo | None = None
+    async for msg in c.logs(jid, follow=follow, tail=tail):
+        if isinstance(msg, LogEnd):
+            end = msg.job
+            break
+        assert isinstance(msg, LogData)
+        out = outs[msg.stream]
+        data = msg.data
+        if timestamps:
+            data = _stamp_lines(data, msg.ts, at_line_start, msg.stream)
+        out.write(data)
+        out.flush()
+    if end is None or not follow:
+        return 0
+    return render.exit_status(end)
+
+
+def _stamp_lines(data: bytes, ts: float, at_start: dict[Stream, bool], stream: Stream) -> bytes:
+    stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d} ").encode()
+    out = bytearray()
+    for line in data.splitlines(keepends=True):
+        if at_start[stream]:
+            out += stamp
+        out += line
+        at_start[stream] = line.endswith(b"\n")
+    return bytes(out)
+
+
+@app.command()
+def logs(
+    job: JobArg,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="wait for more output; exit with the job's status")] = False,
+    tail: Annotated[int | None, typer.Option("--tail", help="only the last N lines")] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="prefix each line with its time")] = False,
+) -> None:
+    """Print a job's output: stdout to stdout, stderr to stderr."""
+    jid = job_id(job)
+    if tail is not None and tail < 0:
+        fail("--tail takes a number of lines, zero or more")
+    raise typer.Exit(run(lambda c: _print_logs(c, jid, follow, tail, timestamps)))
+
+
+@app.command()
+def cancel(
+    jobs: Annotated[list[str], typer.Argument(help="job ids", show_default=False)],
+    grace: Annotated[float | None, typer.Option("--grace", help="seconds between SIGTERM and SIGKILL")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="return without waiting for the job to stop")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Stop jobs: SIGTERM to all their processes, SIGKILL after the grace period."""
+    ids = [job_id(j) for j in jobs]
+    if grace is not None and grace < 0:
+        fail("--grace must be zero or a positive number of seconds")
+    done = run(lambda c: c.cancel(ids, grace=grace, wait=not no_wait))
+    _print_states(done, json)
+
+
+@app.command()
+def wait(jobs: Annotated[list[str], typer.Argument(help="job ids", show_default=False)], json: JsonOpt = False) -> None:
+    """Wait for jobs to finish. Exit status: the first failing job's (see --help of hodeictl)."""
+    ids = [job_id(j) for j in jobs]
+    done = run(lambda c: c.wait(ids))
+    _print_states(done, json)
+    raise typer.Exit(next((s for s in map(render.exit_status, done) if s), 0))
+
+
+def _print_states(jobs: list[JobInfo], json: bool) -> None:
+    if json:
+        print(render.to_json(jobs))
+        return
+    for j in jobs:
+        print(f"{j.id}\t{j.state}" + (f"\t{j.reason}" if j.reason else ""))
+
+
+@app.command("list")
+def list_(
+    state: Annotated[list[str], typer.Option("--state", "-s", help="only jobs in this state, repeatable")] = [],  # noqa: B006
+    limit: Annotated[int, typer.Option("--limit", help="the newest N jobs (0: all)")] = 50,
+    json: JsonOpt = False,
+) -> None:
+    """List jobs, oldest first."""
+    states = []
+    for s in state:
+        try:
+            states.append(JobState(s.lower()))
+        except ValueError:
+            fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
+    if limit < 0:
+        fail("--limit takes a number, zero or more")
+    jobs = run(lambda c: c.list(states, limit))
+    print(render.to_json(jobs)) if json else render.jobs_table(jobs)
+
+
+app.command("ls", help="List jobs (same as list).")(list_)
+
+
+@app.command()
+def show(job: JobArg, json: JsonOpt = False) -> None:
+    """Show one job in full."""
+    jid = job_id(job)
+    info = run(lambda c: c.get(jid))
+    print(render.to_json(info)) if json else render.show_job(info)
+
+
+@app.command()
+def workers(json: JsonOpt = False) -> None:
+    """List the workers hodeid runs now."""
+    found = run(lambda c: c.workers())
+    print(render.to_json(found)) if json else render.workers_table(found)
+
+
+def main() -> None:
+    try:
+        app()
+    except UsageError as e:
+        fail(str(e))
+    except BrokenPipeError:
+        os._exit(0)

@@ -1,0 +1,144 @@
+"""How hodeictl shows things: rich tables on a terminal, plain text in a pipe, JSON on request."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from hodei.protocol import JobInfo, JobState, WorkerInfo
+
+# Exit statuses of `wait`, `logs -f` and `submit -f`, after the job's own.
+EXIT_CANCELLED = 130  # as if interrupted
+EXIT_TIMED_OUT = 124  # as timeout(1)
+EXIT_LOST = 125
+
+
+def exit_status(job: JobInfo) -> int:
+    """The job's exit code; 128+N for a death by signal N; fixed codes for cancelled, timed out, lost."""
+    match job.state:
+        case JobState.SUCCEEDED:
+            return 0
+        case JobState.CANCELLED:
+            return EXIT_CANCELLED
+        case JobState.TIMED_OUT:
+            return EXIT_TIMED_OUT
+        case JobState.LOST:
+            return EXIT_LOST
+        case JobState.FAILED:
+            if job.signal:
+                return 128 + job.signal
+            return job.exit_code if job.exit_code else 1
+    return 0
+
+
+def to_json(obj: Any) -> str:
+    return msgspec.json.encode(obj).decode()
+
+
+def command_text(job: JobInfo) -> str:
+    if job.shell:
+        return job.command[0]
+    import shlex
+
+    return shlex.join(job.command)
+
+
+def ago(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    secs = max(0.0, time.time() - ts)
+    if secs < 60:
+        return f"{secs:.0f}s ago"
+    if secs < 3600:
+        return f"{secs / 60:.0f}m ago"
+    if secs < 86400:
+        return f"{secs / 3600:.1f}h ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def duration(job: JobInfo) -> str:
+    if job.started_at is None:
+        return "-"
+    end = job.finished_at or time.time()
+    return f"{end - job.started_at:.1f}s"
+
+
+def result(job: JobInfo) -> str:
+    if job.signal:
+        return f"signal {job.signal}"
+    return "-" if job.exit_code is None else str(job.exit_code)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(*headers, title=title or None, box=None, header_style="bold")
+        for row in rows:
+            t.add_row(*row)
+        Console().print(t)
+        return
+    print("\t".join(h.lower() for h in headers))
+    for row in rows:
+        print("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+
+
+def jobs_table(jobs: list[JobInfo]) -> None:
+    table(
+        ["ID", "STATE", "NAME", "COMMAND", "EXIT", "CREATED", "DURATION", "WORKER"],
+        [
+            [str(j.id), str(j.state), j.name or "-", _short(command_text(j)), result(j), ago(j.created_at),
+             duration(j), j.worker_id or "-"]
+            for j in jobs
+        ],
+    )
+
+
+def workers_table(workers: list[WorkerInfo]) -> None:
+    table(
+        ["ID", "PROVIDER", "STATE", "JOB", "IMAGE", "AGE", "LAST HEARTBEAT", "JOBS RUN"],
+        [
+            [w.id, w.provider, str(w.state), str(w.job_id or "-"), w.image or "-", ago(w.created_at).replace(" ago", ""),
+             ago(w.last_heartbeat), str(w.jobs_run)]
+            for w in workers
+        ],
+    )
+
+
+def show_job(job: JobInfo) -> None:
+    fields = [
+        ("id", str(job.id)),
+        ("name", job.name or "-"),
+        ("state", str(job.state)),
+        ("command", command_text(job)),
+        ("exit code", result(job)),
+        ("reason", job.reason or "-"),
+        ("priority", str(job.priority)),
+        ("labels", ", ".join(f"{k}={v}" for k, v in job.labels.items()) or "-"),
+        ("cwd", job.cwd or "-"),
+        ("timeout", f"{job.timeout:g}s" if job.timeout else "-"),
+        ("worker", job.worker_id or "-"),
+        ("attempt", str(job.attempt)),
+        ("created", _stamp(job.created_at)),
+        ("started", _stamp(job.started_at)),
+        ("finished", _stamp(job.finished_at)),
+        ("duration", duration(job)),
+        ("output", f"{job.log_bytes} bytes"),
+    ]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        print(f"{key:<{width}}  {value}")
+
+
+def _stamp(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f" ({ago(ts)})"
+
+
+def _short(text: str, width: int = 48) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"

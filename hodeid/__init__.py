@@ -1,0 +1,1 @@
+"""hodeid: the daemon. Nothing outside this package imports from it."""

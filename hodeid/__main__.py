@@ -1,0 +1,3 @@
+from hodeid.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""One agent connection: registration, then the agent's reports, each checked against its worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hodei.framing import FrameReader, FrameWriter
+from hodei.protocol import (
+    Accept,
+    Ack,
+    AgentToDaemon,
+    Cancel,
+    Exited,
+    Heartbeat,
+    Hello,
+    JobState,
+    Output,
+    Ready,
+    Reject,
+    Welcome,
+    WorkerState,
+    PROTOCOL_VERSION,
+)
+from hodeid.app import App
+from hodeid.workers import Worker
+
+log = logging.getLogger("hodeid.agents")
+ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
+
+
+class AgentSession:
+    def __init__(self, app: App, worker: Worker, reader: FrameReader[AgentToDaemon], writer: FrameWriter) -> None:
+        self.app = app
+        self.worker = worker
+        self.reader = reader
+        self.writer = writer
+        self._acks: dict[int, int] = {}
+        self._ack_scheduled = False
+
+    async def run(self) -> None:
+        pool = self.app.pool
+        await self.writer.send(Welcome(version=PROTOCOL_VERSION, daemon="hodeid"))
+        pool.attach(self.worker, self.writer)
+        try:
+            while (msg := await self.reader.read()) is not None:
+                pool.seen(self.worker)
+                await self.handle(msg)
+        finally:
+            await pool.detach(self.worker, self.writer)
+
+    def _owns(self, job_id: int, what: str) -> bool:
+        if self.worker.job_id == job_id:
+            return True
+        log.warning("worker %s reported %s for job %s, which is not assigned to it; ignored", self.worker.id, what, job_id)
+        return False
+
+    async def handle(self, msg: AgentToDaemon) -> None:
+        app, worker = self.app, self.worker
+        match msg:
+            case Heartbeat():
+                pass
+            case Output(job_id=job_id, seq=seq, stream=stream, ts=ts, data=data):
+                if self._owns(job_id, "output"):
+                    app.logs.append(job_id, worker.job_attempt, seq, stream, ts, data)
+                    self._ack(job_id, seq)
+            case Ready(job_id=job_id, running=running):
+                await self._ready(job_id, running)
+            case Accept(job_id=job_id, pid=pid, started_at=started_at):
+                if self._owns(job_id, "a start"):
+                    worker.job_pid = pid
+                    await app.jobs.started(job_id, started_at)
+            case Reject(job_id=job_id, reason=reason):
+                if self._owns(job_id, "a rejection"):
+                    worker.job_id = None
+                    await app.jobs.requeue(job_id, f"worker {worker.id} refused it: {reason}")
+                    await app.pool.set_state(worker, WorkerState.IDLE)
+            case Exited() as exited:
+                await self._exited(exited)
+
+    async def _ready(self, job_id: int | None, running: bool) -> None:
+        app, worker = self.app, self.worker
+        held = worker.job_id
+        if job_id is None:
+            if held is not None:  # the assignment never reached the agent, or its process is gone
+                worker.job_id = None
+                if await app.jobs.requeue(held, "the worker reconnected without the job") is None:
+                    await app.jobs.lost(held, f"worker {worker.id} reconnected without the job")
+            await app.pool.set_state(worker, WorkerState.IDLE)
+            app.scheduler.wake()
+            return
+        job = await app.store.get_job(job_id)
+        if job is None or job.info.worker_id != worker.id or job.info.state not in ACTIVE:
+            log.warning("worker %s holds job %s, which is not its to run; stopping it", worker.id, job_id)
+            worker.send(Cancel(job_id=job_id, grace=0, reason="the job is no longer assigned to this worker"))
+            worker.job_id = job_id  # until it reports the exit
+            await app.pool.set_state(worker, WorkerState.BUSY)
+            return
+        worker.job_id = job_id
+        worker.job_attempt = job.info.attempt
+        await app.pool.set_state(worker, WorkerState.BUSY)
+        # Tell the agent what is stored, so it resends the rest and nothing twice.
+        worker.send(Ack(job_id=job_id, seq=app.logs.last_seq(job_id, worker.job_attempt)))
+        if running and job.info.state is JobState.ASSIGNED:
+            await app.jobs.started(job_id, job.info.started_at or job.info.created_at)
+        if job_id in app.jobs.cancel_reasons:
+            worker.send(Cancel(job_id=job_id, grace=job.info.grace, reason=app.jobs.cancel_reasons[job_id]))
+
+    async def _exited(self, msg: Exited) -> None:
+        app, worker = self.app, self.worker
+        if not self._owns(msg.job_id, "an exit"):
+            return
+        job = await app.store.get_job(msg.job_id)
+        if job is not None and job.info.state in ACTIVE:
+            await app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason)
+        self._acks.pop(msg.job_id, None)
+        worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))
+        worker.job_id = None
+        worker.job_pid = None
+        worker.jobs_run += 1
+        limit = app.config.max_jobs_per_worker
+        await app.pool.set_state(worker, WorkerState.IDLE)
+        if limit and worker.jobs_run >= limit:
+            app.pool.retire(worker, f"ran its {limit} job(s)")
+
+    def _ack(self, job_id: int, seq: int) -> None:
+        """Acknowledge stored output once the agent's current burst has been read."""
+        self._acks[job_id] = seq
+        if not self._ack_scheduled:
+            self._ack_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_scheduled = False
+        for job_id, seq in self._acks.items():
+            self.worker.send(Ack(job_id=job_id, seq=seq))
+        self._acks.clear()
+
+
+async def serve_agent(app: App, hello: Hello, reader: FrameReader[AgentToDaemon], writer: FrameWriter) -> None:
+    worker = await app.pool.authenticate(hello.worker_id, hello.token)
+    await AgentSession(app, worker, reader, writer).run()

@@ -1,0 +1,143 @@
+"""One control connection: each request is routed by a single ``match`` to a small handler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from hodei.errors import HodeiError, InvalidTransition
+from hodei.framing import FrameReader, FrameWriter
+from hodei.protocol import (
+    FINAL_STATES,
+    CancelJobs,
+    CtlRequest,
+    Error,
+    ErrorCode,
+    GetJob,
+    JobReply,
+    JobsReply,
+    ListJobs,
+    ListWorkers,
+    LogData,
+    LogEnd,
+    Ping,
+    Pong,
+    ReadLogs,
+    Stream,
+    Submit,
+    WaitJobs,
+    WorkersReply,
+    PROTOCOL_VERSION,
+    Welcome,
+)
+from hodeid.app import App
+from hodeid.cancel import cancel
+from hodeid.jobs import InvalidSpec, JobNotFound
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    pass
+
+
+class CtlSession:
+    def __init__(self, app: App, reader: FrameReader[CtlRequest], writer: FrameWriter, uid: int | None) -> None:
+        self.app = app
+        self.reader = reader
+        self.writer = writer
+        self.uid = uid
+
+    async def run(self) -> None:
+        await self.writer.send(Welcome(version=PROTOCOL_VERSION, daemon="hodeid"))
+        while (req := await self.reader.read()) is not None:
+            try:
+                await self.handle(req)
+            except JobNotFound as e:
+                await self.writer.send(Error(code=ErrorCode.NOT_FOUND, message=str(e)))
+            except (InvalidSpec, InvalidTransition) as e:
+                await self.writer.send(Error(code=ErrorCode.INVALID, message=str(e)))
+            except ClientGone:
+                return
+            except HodeiError as e:
+                await self.writer.send(Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
+
+    async def handle(self, req: CtlRequest) -> None:
+        app, send = self.app, self.writer.send
+        match req:
+            case Submit(spec=spec):
+                job = await app.jobs.submit(spec, self.uid)
+                await send(JobReply(job=job.info))
+            case GetJob(job_id=job_id):
+                await send(JobReply(job=(await app.jobs.get(job_id)).info))
+            case ListJobs(states=states, limit=limit):
+                jobs = await app.store.list_jobs(states, limit, owner_uid=None)
+                await send(JobsReply(jobs=[j.info for j in jobs]))
+            case CancelJobs(job_ids=ids, grace=grace, wait=wait):
+                for job_id in ids:
+                    await app.jobs.get(job_id)  # unknown ids fail before anything is cancelled
+                for job_id in ids:
+                    await cancel(app, job_id, grace, "cancelled by user")
+                if wait:
+                    await self._until_gone(self._wait_all(ids))
+                await send(JobsReply(jobs=[(await app.jobs.get(i)).info for i in ids]))
+            case WaitJobs(job_ids=ids):
+                for job_id in ids:
+                    await app.jobs.get(job_id)
+                await self._until_gone(self._wait_all(ids))
+                await send(JobsReply(jobs=[(await app.jobs.get(i)).info for i in ids]))
+            case ReadLogs():
+                await self._until_gone(self._logs(req))
+            case ListWorkers():
+                await send(WorkersReply(workers=app.pool.infos()))
+            case Ping():
+                await send(Pong())
+
+    async def _wait_all(self, ids: list[int]) -> None:
+        for job_id in ids:
+            await self.app.jobs.wait_final(job_id)
+
+    async def _logs(self, req: ReadLogs) -> None:
+        app, writer = self.app, self.writer
+        job = await app.jobs.get(req.job_id)
+        attempt = job.info.attempt
+        offset, skip = 0, 0
+        if req.tail is not None:
+            offset, skip = app.logs.tail_offset(req.job_id, attempt, req.tail)
+        while True:
+            changed = app.changes.event(req.job_id)
+            job = await app.jobs.get(req.job_id)  # the state before the read: a final state means all output is in
+            records, offset = app.logs.read_from(req.job_id, attempt, offset)
+            for rec in records:
+                if rec.seq <= req.from_seq:
+                    continue
+                data = rec.data[skip:] if skip else rec.data
+                skip = 0
+                writer.write(LogData(seq=rec.seq, stream=Stream(rec.stream), ts=rec.ts, data=data))
+            if records:
+                await writer.drain()
+                continue
+            if not req.follow or job.info.state in FINAL_STATES:
+                break
+            await changed.wait()
+        await writer.send(LogEnd(job=job.info))
+
+    async def _until_gone(self, work: Awaitable[T]) -> T:
+        """Run a long request, but stop it if the client hangs up (clients send nothing meanwhile)."""
+        task = asyncio.ensure_future(work)
+        hangup = asyncio.ensure_future(self.reader.wait_eof())
+        try:
+            done, _ = await asyncio.wait({task, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hangup.cancel()
+            await asyncio.gather(hangup, return_exceptions=True)  # it must stop reading before we read again
+        if task not in done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise ClientGone()
+        return task.result()
+
+
+async def serve_ctl(app: App, reader: FrameReader[CtlRequest], writer: FrameWriter, uid: int | None) -> None:
+    await CtlSession(app, reader, writer, uid).run()

@@ -1,0 +1,148 @@
+"""Job lifecycle: submit, start, finish, cancel. Every state change goes through ``Jobs.move``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from hodei.errors import HodeiError, InvalidTransition
+from hodei.protocol import FINAL_STATES, JobSpec, JobState
+from hodeid.logstore import LogStore
+from hodeid.notify import Notifier
+from hodeid.store import Store, StoredJob
+
+log = logging.getLogger("hodeid.jobs")
+
+Q, A, R = JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING
+ACTIVE = (A, R)
+
+
+class JobNotFound(HodeiError):
+    """No such job: `hodeictl list` shows the jobs there are."""
+
+
+class InvalidSpec(HodeiError):
+    """The job is not valid."""
+
+
+def validate(spec: JobSpec) -> None:
+    if not spec.command or (spec.shell and not spec.command[0].strip()):
+        raise InvalidSpec("the command is empty: give a shell line, or an argv after --")
+    if spec.shell and len(spec.command) != 1:
+        raise InvalidSpec("a shell job takes exactly one command line")
+    if any("\0" in part for part in spec.command):
+        raise InvalidSpec("the command contains a NUL byte, which no process can receive")
+    if spec.timeout is not None and not spec.timeout > 0:
+        raise InvalidSpec("--timeout must be a positive number of seconds")
+    if not spec.grace >= 0:
+        raise InvalidSpec("--grace must be zero or a positive number of seconds")
+    for key in spec.env:
+        if not key or "=" in key or "\0" in key:
+            raise InvalidSpec(f"environment variable name {key!r} is not valid")
+
+
+def outcome_state(exit_code: int | None, signal: int | None, outcome: str) -> tuple[JobState, str]:
+    """The final state and reason of a job from what its agent reported."""
+    if outcome == "cancelled":
+        return JobState.CANCELLED, ""
+    if outcome == "timed_out":
+        return JobState.TIMED_OUT, ""
+    if outcome == "spawn_failed":
+        return JobState.FAILED, ""
+    if signal is not None:
+        return JobState.FAILED, f"killed by signal {signal}"
+    if exit_code == 0:
+        return JobState.SUCCEEDED, ""
+    return JobState.FAILED, f"exited with code {exit_code}"
+
+
+class Jobs:
+    def __init__(self, store: Store, logs: LogStore, changes: Notifier) -> None:
+        self.store = store
+        self.logs = logs
+        self.changes = changes
+        self.on_queued: Callable[[], None] = lambda: None  # the scheduler's wake-up
+        self.cancel_reasons: dict[int, str] = {}
+
+    async def submit(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
+        validate(spec)
+        job = await self.store.insert_job(spec, owner_uid)
+        self.on_queued()
+        return job
+
+    async def get(self, job_id: int) -> StoredJob:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id}: `hodeictl list` shows the jobs there are")
+        return job
+
+    async def move(self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any) -> StoredJob:
+        """The one way a job changes state: a guarded update, then wake whoever watches the job."""
+        if to in FINAL_STATES:
+            fields.setdefault("finished_at", time.time())
+        job = await self.store.transition(job_id, allowed, to, **fields)
+        if to in FINAL_STATES:
+            self.cancel_reasons.pop(job_id, None)
+        elif to is Q:
+            self.on_queued()
+        self.changes.notify(job_id)
+        return job
+
+    async def try_move(self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any) -> StoredJob | None:
+        try:
+            return await self.move(job_id, allowed, to, **fields)
+        except InvalidTransition as e:
+            log.info("%s", e)
+            return None
+
+    async def started(self, job_id: int, started_at: float) -> StoredJob | None:
+        return await self.try_move(job_id, (A,), R, started_at=started_at)
+
+    async def finished(
+        self, job: StoredJob, exit_code: int | None, signal: int | None, outcome: str, reason: str
+    ) -> StoredJob | None:
+        state, default_reason = outcome_state(exit_code, signal, outcome)
+        if state is JobState.CANCELLED:
+            default_reason = self.cancel_reasons.get(job.info.id, "cancelled")
+        log_bytes = self.logs.close(job.info.id, job.info.attempt)
+        return await self.try_move(
+            job.info.id,
+            ACTIVE,
+            state,
+            exit_code=exit_code,
+            signal=signal,
+            reason=reason or default_reason,
+            log_bytes=log_bytes,
+        )
+
+    async def lost(self, job_id: int, reason: str) -> StoredJob | None:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            return None
+        log_bytes = self.logs.close(job_id, job.info.attempt)
+        return await self.try_move(job_id, ACTIVE, JobState.LOST, reason=reason, log_bytes=log_bytes)
+
+    async def requeue(self, job_id: int, reason: str) -> StoredJob | None:
+        """Back to the queue, from an assignment the worker never started."""
+        return await self.try_move(job_id, (A,), Q, worker_id=None, reason=reason)
+
+    async def cancel_queued(self, job_id: int, reason: str) -> StoredJob | None:
+        return await self.try_move(job_id, (Q,), JobState.CANCELLED, reason=reason)
+
+    async def wait_final(self, job_id: int) -> StoredJob:
+        while True:
+            changed = self.changes.event(job_id)
+            job = await self.get(job_id)
+            if job.info.state in FINAL_STATES:
+                return job
+            await changed.wait()
+
+    async def wait_any_change(self, job_id: int, timeout: float) -> None:
+        changed = self.changes.event(job_id)
+        try:
+            await asyncio.wait_for(changed.wait(), timeout)
+        except TimeoutError:
+            pass

@@ -1,0 +1,182 @@
+"""Job output on disk: one append-only file of records per job attempt.
+
+A record is a 21-byte header (sequence number, stream, timestamp, length) and the bytes the job
+wrote, exactly as read from its pipe. Records are appended as the agent streams them, so the log on
+disk is never behind what the daemon has acknowledged. A resent chunk (seq already stored) is
+skipped, which makes delivery exactly-once from the agent's at-least-once resends.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from hodei.protocol import Stream
+from hodeid.notify import Notifier
+
+HEADER = struct.Struct(">QBdI")  # seq, stream, ts, length
+READ_BLOCK = 1 << 20
+
+
+class Record:
+    __slots__ = ("seq", "stream", "ts", "data")
+
+    def __init__(self, seq: int, stream: int, ts: float, data: bytes) -> None:
+        self.seq, self.stream, self.ts, self.data = seq, stream, ts, data
+
+
+def parse(buf: bytes | memoryview, start: int = 0) -> tuple[list[Record], int]:
+    """Whole records in ``buf`` from ``start``, and the offset just past the last whole one."""
+    out = []
+    pos, end = start, len(buf)
+    while pos + HEADER.size <= end:
+        seq, stream, ts, length = HEADER.unpack_from(buf, pos)
+        stop = pos + HEADER.size + length
+        if stop > end:
+            break
+        out.append(Record(seq, stream, ts, bytes(buf[pos + HEADER.size : stop])))
+        pos = stop
+    return out, pos
+
+
+class _Open:
+    __slots__ = ("fd", "last_seq", "size")
+
+    def __init__(self, fd: int, last_seq: int, size: int) -> None:
+        self.fd, self.last_seq, self.size = fd, last_seq, size
+
+
+class LogStore:
+    def __init__(self, directory: Path, changes: Notifier) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._open: dict[tuple[int, int], _Open] = {}
+        self._changes = changes
+
+    def path(self, job_id: int, attempt: int) -> Path:
+        return self.dir / f"{job_id}.{attempt}.log"
+
+    # ---- writing --------------------------------------------------------------------------------
+
+    def _opened(self, job_id: int, attempt: int) -> _Open:
+        key = (job_id, attempt)
+        handle = self._open.get(key)
+        if handle is None:
+            path = self.path(job_id, attempt)
+            last_seq, good = scan(path)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            if os.fstat(fd).st_size != good:  # a torn record left by a crash: cut it off
+                os.ftruncate(fd, good)
+            handle = self._open[key] = _Open(fd, last_seq, good)
+        return handle
+
+    def last_seq(self, job_id: int, attempt: int) -> int:
+        return self._opened(job_id, attempt).last_seq
+
+    def append(self, job_id: int, attempt: int, seq: int, stream: int, ts: float, data: bytes) -> bool:
+        """Store one chunk; False if it was already stored (a resend)."""
+        handle = self._opened(job_id, attempt)
+        if seq <= handle.last_seq:
+            return False
+        os.write(handle.fd, HEADER.pack(seq, stream, ts, len(data)) + data)
+        handle.last_seq = seq
+        handle.size += HEADER.size + len(data)
+        self._changes.notify(job_id)
+        return True
+
+    def close(self, job_id: int, attempt: int) -> int:
+        """Close a finished attempt's file; returns its size in bytes of output."""
+        handle = self._open.pop((job_id, attempt), None)
+        if handle is not None:
+            os.close(handle.fd)
+        return output_bytes(self.path(job_id, attempt))
+
+    def close_all(self) -> None:
+        for handle in self._open.values():
+            os.close(handle.fd)
+        self._open.clear()
+
+    # ---- reading --------------------------------------------------------------------------------
+
+    def read_from(self, job_id: int, attempt: int, offset: int) -> tuple[list[Record], int]:
+        """Whole records from byte ``offset`` on (at most about READ_BLOCK bytes), and the next offset."""
+        try:
+            with open(self.path(job_id, attempt), "rb") as f:
+                f.seek(offset)
+                buf = f.read(READ_BLOCK)
+                records, used = parse(buf)
+                if not records and len(buf) >= HEADER.size:  # one record larger than the block
+                    (length,) = struct.unpack_from(">I", buf, 17)
+                    f.seek(offset)
+                    buf = f.read(HEADER.size + length)
+                    records, used = parse(buf)
+        except FileNotFoundError:
+            return [], offset
+        return records, offset + used
+
+    def tail_offset(self, job_id: int, attempt: int, lines: int) -> tuple[int, int]:
+        """Where to start reading to show the last ``lines`` lines: (offset, bytes to skip in that record)."""
+        index = list(_index(self.path(job_id, attempt)))
+        if lines <= 0:
+            return (index[-1][0] + HEADER.size + index[-1][1], 0) if index else (0, 0)
+        newlines = 0
+        path = self.path(job_id, attempt)
+        with open(path, "rb") as f:
+            for i in range(len(index) - 1, -1, -1):
+                offset, length = index[i]
+                f.seek(offset + HEADER.size)
+                data = f.read(length)
+                end = len(data)
+                if i == len(index) - 1 and data.endswith(b"\n"):
+                    end -= 1  # a final newline ends the last line, it does not start a new one
+                pos = end
+                while True:
+                    pos = data.rfind(b"\n", 0, pos)
+                    if pos < 0:
+                        break
+                    newlines += 1
+                    if newlines == lines:
+                        return offset, pos + 1
+        return 0, 0
+
+
+def _index(path: Path) -> Iterator[tuple[int, int]]:
+    """(offset, data length) of each whole record, reading headers only."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos + HEADER.size <= size:
+            f.seek(pos)
+            _, _, _, length = HEADER.unpack(f.read(HEADER.size))
+            if pos + HEADER.size + length > size:
+                return
+            yield pos, length
+            pos += HEADER.size + length
+
+
+def scan(path: Path) -> tuple[int, int]:
+    """(last sequence number, size of the whole records) of a log file."""
+    last_seq, good = 0, 0
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return 0, 0
+    with f:
+        for offset, length in _index(path):
+            f.seek(offset)
+            last_seq = HEADER.unpack(f.read(HEADER.size))[0]
+            good = offset + HEADER.size + length
+    return last_seq, good
+
+
+def output_bytes(path: Path) -> int:
+    return sum(length for _, length in _index(path))
+
+
+__all__ = ["LogStore", "Record", "Stream", "parse", "scan"]

@@ -1,0 +1,31 @@
+"""The port every worker provider implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Provider(Protocol):
+    name: str
+
+    async def start(self, worker_id: str, token: str, image: str) -> str:
+        """Start a worker whose agent will register as ``worker_id`` with ``token``; return its handle."""
+        ...
+
+    async def stop(self, handle: str, force: bool) -> None:
+        """Make the worker go away: politely, or at once with ``force``. Idempotent."""
+        ...
+
+    async def exited(self, handle: str) -> str | None:
+        """Why the worker is gone ("exited with code 1", ...), or None while it runs."""
+        ...
+
+    async def kill_job(self, handle: str, pid: int) -> None:
+        """Last resort when an agent does not answer a cancel: kill the job's process group."""
+        ...
+
+    async def managed(self) -> dict[str, str]:
+        """Workers of this provider that exist now, even ones the daemon forgot: worker id -> handle."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,46 @@
+"""What hodeid does at start with what the last run left: workers to wait for, jobs lost, strays."""
+
+from __future__ import annotations
+
+import logging
+
+from hodei.protocol import JobState, WorkerState
+from hodeid.app import App
+from hodeid.workers import Worker
+
+log = logging.getLogger("hodeid.recovery")
+ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
+
+
+async def recover(app: App) -> None:
+    store, pool, provider = app.store, app.pool, app.provider
+    known = await store.list_workers(live_only=True)
+    handles = await store.worker_handles()
+    active = await store.jobs_in(ACTIVE)
+    by_worker = {job.info.worker_id: job for job in active}
+    for info in known:
+        provider_name, state, handle = handles[info.id]
+        if provider_name != provider.name or state == WorkerState.STARTING or state == WorkerState.STOPPING:
+            await store.update_worker(info.id, state=str(WorkerState.GONE))
+            if provider_name == provider.name and handle:
+                await provider.stop(handle, force=True)
+            continue
+        # A worker from the last run: give its agent the heartbeat timeout to reconnect.
+        token_hash = await store.worker_token_hash(info.id) or ""
+        worker = Worker(info.id, provider_name, info.image, token_hash)
+        worker.handle = handle
+        worker.state = WorkerState.BUSY if info.id in by_worker else WorkerState.IDLE
+        job = by_worker.get(info.id)
+        if job is not None:
+            worker.job_id = job.info.id
+            worker.job_attempt = job.info.attempt
+        pool.workers[info.id] = worker
+        log.info("waiting for worker %s (%s) to reconnect", info.id, worker.state)
+    live = set(pool.workers)
+    for job in active:
+        if job.info.worker_id not in live:
+            await app.jobs.lost(job.info.id, "hodeid restarted and the job's worker is gone")
+    for worker_id, handle in (await provider.managed()).items():
+        if worker_id not in live:
+            log.info("removing stray worker %s (%s)", worker_id, handle)
+            await provider.stop(handle, force=True)

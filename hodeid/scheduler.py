@@ -1,0 +1,91 @@
+"""Hands queued jobs to idle workers the moment either appears, and asks the pool for more workers.
+
+Event-driven: a submit, a worker becoming idle or a worker leaving wakes the loop; there is no
+polling interval. Order: higher priority first, then first come first served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from hodei.protocol import Assign, Assignment, JobState, WorkerState
+from hodeid.jobs import Jobs
+from hodeid.store import StoredJob
+from hodeid.workers import Pool, Worker
+
+log = logging.getLogger("hodeid.scheduler")
+
+
+def assignment(job: StoredJob, local: bool) -> Assignment:
+    spec = job.spec
+    env = dict(spec.client_env) if local and spec.client_env else {}
+    env.update(spec.env)
+    cwd = spec.cwd or (spec.client_cwd if local else "")
+    return Assignment(
+        job_id=job.info.id,
+        command=spec.command,
+        shell=spec.shell,
+        env=env,
+        replace_env=local and bool(spec.client_env),
+        cwd=cwd,
+        timeout=spec.timeout,
+        grace=spec.grace,
+    )
+
+
+class Scheduler:
+    def __init__(self, jobs: Jobs, pool: Pool) -> None:
+        self.jobs = jobs
+        self.pool = pool
+        self._wake = asyncio.Event()
+        self.paused = False
+        jobs.on_queued = self.wake
+        pool.on_idle = self.wake
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self.paused:
+                continue
+            try:
+                await self.dispatch()
+                self.pool.scale(await self.jobs.store.count_queued_by_image())
+            except Exception:
+                log.exception("scheduling pass failed; retrying on the next event")
+                await asyncio.sleep(0.5)
+                self.wake()
+
+    async def dispatch(self) -> None:
+        idle = self.pool.idle()
+        if not idle:
+            return
+        default = self.pool.config.image if self.pool.provider.name == "docker" else ""
+        by_image: dict[str, list[Worker]] = {}
+        for worker in idle:
+            by_image.setdefault(worker.image, []).append(worker)
+        for job in await self.jobs.store.queued(max(64, 4 * len(idle))):
+            free = by_image.get(job.spec.image or default)
+            if not free:
+                continue
+            worker = free.pop()
+            await self.assign(job, worker)
+            if not any(by_image.values()):
+                break
+
+    async def assign(self, job: StoredJob, worker: Worker) -> None:
+        moved = await self.jobs.try_move(job.info.id, (JobState.QUEUED,), JobState.ASSIGNED, worker_id=worker.id)
+        if moved is None:
+            return
+        worker.job_id = job.info.id
+        worker.job_pid = None
+        worker.job_attempt = moved.info.attempt
+        if not worker.send(Assign(job=assignment(moved, local=worker.provider == "local"))):
+            worker.job_id = None
+            await self.jobs.requeue(job.info.id, "the worker disconnected before taking the job")
+            return
+        await self.pool.set_state(worker, WorkerState.BUSY)

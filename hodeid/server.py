@@ -1,0 +1,231 @@
+"""hodeid's lifecycle: claim the state dir and sockets, serve, and stop in two stages."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import functools
+import grp
+import logging
+import os
+import signal
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from hodei.errors import FrameTooLarge, HodeiError, ProtocolError, SocketInUse, StateDirError
+from hodei.framing import FrameReader, FrameWriter
+from hodei.protocol import (
+    HANDSHAKE_TIMEOUT,
+    PROTOCOL_VERSION,
+    AgentToDaemon,
+    CtlRequest,
+    Error,
+    ErrorCode,
+    Hello,
+    Role,
+)
+from hodeid import sdnotify
+from hodeid.agents import serve_agent
+from hodeid.app import App
+from hodeid.config import Config
+from hodeid.ctl import serve_ctl
+from hodeid.providers import make_provider
+from hodeid.recovery import recover
+from hodeid.workers import AuthError
+
+log = logging.getLogger("hodeid")
+STOP_GRACE = 0.5  # seconds open requests get at a graceful stop; followers and waiters reconnect
+
+
+def peer_uid(writer: asyncio.StreamWriter) -> int | None:
+    sock = writer.get_extra_info("socket")
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    return int(struct.unpack("3i", creds)[1])
+
+
+def claim_socket(path: Path) -> None:
+    """Refuse if a live hodeid answers on ``path``; remove a stale socket left by a crash."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        path.unlink(missing_ok=True)  # stale: nobody listens
+        return
+    except OSError as e:
+        raise SocketInUse(f"{path} exists and cannot be checked ({e}); remove it if no hodeid runs") from e
+    finally:
+        probe.close()
+    raise SocketInUse(f"another hodeid is already serving on {path}: stop it first, or pick another --socket")
+
+
+class Server:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app: App | None = None
+        self._servers: list[asyncio.base_events.Server] = []
+        self._conns: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self._force = False
+        self._lock_fd: int | None = None
+
+    # ---- start ----------------------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        cfg = self.config
+        try:
+            cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            cfg.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            cfg.agent_socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            fd = os.open(cfg.state_dir / "hodeid.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise StateDirError(f"cannot use {e.filename}: {e.strerror}; pass a writable --state-dir") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SocketInUse(f"another hodeid is already using the state directory {cfg.state_dir}") from None
+        self._lock_fd = fd
+
+    async def _listen(self, path: Path, role: Role, mode: int, group: str | None) -> None:
+        claim_socket(path)
+        old = os.umask(0o177)  # the socket is never reachable by others, not even for a moment
+        try:
+            server = await asyncio.start_unix_server(
+                functools.partial(self._connection, role), path=str(path), limit=1 << 20
+            )
+        finally:
+            os.umask(old)
+        if group:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        os.chmod(path, mode)
+        self._servers.append(server)
+
+    async def start(self) -> App:
+        cfg = self.config
+        self._prepare_dirs()
+        provider = await make_provider(cfg)
+        app = self.app = await App.build(cfg, provider)
+        await recover(app)
+        group = cfg.socket_group
+        await self._listen(cfg.socket, Role.CTL, 0o660 if group else 0o600, group)
+        await self._listen(cfg.agent_socket_path, Role.AGENT, 0o600, None)
+        app.tasks.spawn(app.scheduler.run(), name="scheduler")
+        app.tasks.spawn(self._supervise(app), name="supervise-workers")
+        app.scheduler.wake()
+        log.info(
+            "hodeid ready: socket %s, provider %s, max %d workers, state %s",
+            cfg.socket, provider.name, cfg.max_workers, cfg.state_dir,
+        )
+        return app
+
+    async def _supervise(self, app: App) -> None:
+        period = min(1.0, self.config.heartbeat_interval / 2)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await app.pool.check()
+            except Exception:
+                log.exception("worker supervision pass failed")
+
+    # ---- connections ----------------------------------------------------------------------------
+
+    async def _connection(self, role: Role, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None and self.app is not None
+        self._conns.add(task)
+        writer = FrameWriter(w)
+        try:
+            hello = await asyncio.wait_for(FrameReader[Hello](r, Hello).read(), HANDSHAKE_TIMEOUT)
+            if hello is None:
+                return
+            if hello.version != PROTOCOL_VERSION:
+                await writer.send(Error(code=ErrorCode.VERSION, message=(
+                    f"protocol version {hello.version} is not supported (hodeid speaks {PROTOCOL_VERSION});"
+                    " install matching versions of hodeictl, hodei-agent and hodeid")))
+                return
+            if hello.role is not role:
+                await writer.send(Error(code=ErrorCode.BAD_REQUEST, message=f"this socket is for {role} connections"))
+                return
+            if role is Role.CTL:
+                await serve_ctl(self.app, FrameReader[CtlRequest](r, CtlRequest), writer, peer_uid(w))
+            else:
+                await serve_agent(self.app, hello, FrameReader[AgentToDaemon](r, AgentToDaemon), writer)
+        except TimeoutError:
+            log.info("dropped a %s connection that sent no hello within %.0fs", role, HANDSHAKE_TIMEOUT)
+        except AuthError as e:
+            log.warning("%s", e)
+            await _try_send(writer, Error(code=ErrorCode.AUTH, message=str(e)))
+        except FrameTooLarge as e:
+            log.info("closed a %s connection: %s", role, e)
+            await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
+        except ProtocolError as e:
+            log.info("closed a %s connection: %s", role, e)
+            await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
+        except HodeiError as e:
+            await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
+        except (ConnectionError, BrokenPipeError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("internal error on a %s connection", role)
+            await _try_send(writer, Error(code=ErrorCode.INTERNAL, message="hodeid hit an internal error; see its log"))
+        finally:
+            writer.close()
+            self._conns.discard(task)
+
+    # ---- stop -----------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            log.warning("second stop signal: stopping now")
+            self._force = True
+            for task in list(self._conns):
+                task.cancel()
+            return
+        log.info("stopping (send the signal again to force)")
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        app = await self.start()
+        sdnotify.notify("READY=1")
+        await self._stop.wait()
+        sdnotify.notify("STOPPING=1")
+        await self.shutdown(app)
+
+    async def shutdown(self, app: App) -> None:
+        """Stop taking work, let idle workers go, leave running jobs running for the next start."""
+        for server in self._servers:
+            server.close()
+        app.scheduler.paused = True
+        await app.pool.stop_idle()
+        if self._conns and not self._force:
+            await asyncio.wait(list(self._conns), timeout=STOP_GRACE)
+        for task in list(self._conns):
+            task.cancel()
+        await asyncio.gather(*self._conns, return_exceptions=True)
+        await app.tasks.cancel_all()
+        app.logs.close_all()
+        await app.store.close()
+        await app.provider.close()
+        for path in (self.config.socket, self.config.agent_socket_path):
+            path.unlink(missing_ok=True)
+        log.info("stopped")
+
+
+async def _try_send(writer: FrameWriter, msg: Any) -> None:
+    try:
+        await asyncio.wait_for(writer.send(msg), 1.0)
+    except (ConnectionError, OSError, TimeoutError, RuntimeError):
+        pass

@@ -1,0 +1,227 @@
+"""The job queue and worker table in SQLite. Every SQL statement of hodeid lives in this module.
+
+Each statement runs in autocommit mode, so a call that returns has committed: a job id handed to a
+client survives a crash of the daemon right after. State changes are guarded updates
+(``WHERE id = ? AND state IN (...)``); a trigger appends each one to ``job_events``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from hodei.errors import InvalidTransition, StateDirError
+from hodei.protocol import JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
+
+_spec_encoder = msgspec.msgpack.Encoder()
+_spec_decoder = msgspec.msgpack.Decoder(JobSpec)
+
+_JOB_COLUMNS = (
+    "id, name, state, spec, priority, exit_code, signal, reason, created_at, started_at, finished_at,"
+    " worker_id, attempt, log_bytes, owner_uid"
+)
+_WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run"
+
+
+def _migrations() -> list[tuple[int, str]]:
+    found = []
+    for entry in resources.files("hodeid.sql").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text()))
+    return sorted(found)
+
+
+class StoredJob(msgspec.Struct):
+    info: JobInfo
+    spec: JobSpec
+    owner_uid: int | None
+
+
+def _job_from_row(row: Any) -> StoredJob:
+    spec = _spec_decoder.decode(row[3])
+    info = JobInfo(
+        id=row[0],
+        name=row[1],
+        state=JobState(row[2]),
+        command=spec.command,
+        shell=spec.shell,
+        exit_code=row[5],
+        signal=row[6],
+        reason=row[7],
+        created_at=row[8],
+        started_at=row[9],
+        finished_at=row[10],
+        worker_id=row[11],
+        priority=row[4],
+        labels=spec.labels,
+        cwd=spec.cwd,
+        timeout=spec.timeout,
+        grace=spec.grace,
+        image=spec.image,
+        attempt=row[12],
+        log_bytes=row[13],
+    )
+    return StoredJob(info=info, spec=spec, owner_uid=row[14])
+
+
+def _worker_from_row(row: Any) -> WorkerInfo:
+    handle = row[5]
+    return WorkerInfo(
+        id=row[0],
+        provider=row[1],
+        state=WorkerState(row[2]),
+        job_id=row[3],
+        image=row[4],
+        pid=int(handle) if handle.isdigit() else None,
+        created_at=row[6],
+        last_heartbeat=row[7],
+        jobs_run=row[8],
+    )
+
+
+class Store:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._db = conn
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StateDirError(f"cannot open the database {path}: {e}; check the state directory") from e
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        store = cls(conn)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        (version,) = await self._one("PRAGMA user_version")
+        for number, script in _migrations():
+            if number > version:
+                await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        async with self._db.execute(sql, tuple(params)) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        return list(await self._db.execute_fetchall(sql, tuple(params)))
+
+    # ---- jobs -----------------------------------------------------------------------------------
+
+    async def insert_job(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
+        row = await self._one(
+            "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at)"
+            f" VALUES (?, 'queued', ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
+            (spec.name, _spec_encoder.encode(spec), spec.priority, spec.image, owner_uid, time.time()),
+        )
+        return _job_from_row(row)
+
+    async def get_job(self, job_id: int) -> StoredJob | None:
+        row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _job_from_row(row) if row else None
+
+    async def list_jobs(self, states: list[JobState], limit: int, owner_uid: int | None) -> list[StoredJob]:
+        where, params = [], []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(str(s) for s in states)
+        if owner_uid is not None:
+            where.append("owner_uid = ?")
+            params.append(owner_uid)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        # The newest `limit` jobs, shown oldest first.
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC"
+        if limit > 0:
+            sql += f" LIMIT {int(limit)}"
+        rows = await self._all(sql, params)
+        return [_job_from_row(r) for r in reversed(rows)]
+
+    async def queued(self, limit: int) -> list[StoredJob]:
+        """The next queued jobs in dispatch order: higher priority first, then FIFO."""
+        rows = await self._all(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id LIMIT ?",
+            (limit,),
+        )
+        return [_job_from_row(r) for r in rows]
+
+    async def count_queued_by_image(self) -> dict[str, int]:
+        rows = await self._all("SELECT image, count(*) FROM jobs WHERE state = 'queued' GROUP BY image")
+        return {image: count for image, count in rows}
+
+    async def jobs_in(self, states: Iterable[JobState]) -> list[StoredJob]:
+        states = list(states)
+        rows = await self._all(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY id",
+            [str(s) for s in states],
+        )
+        return [_job_from_row(r) for r in rows]
+
+    async def transition(
+        self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any
+    ) -> StoredJob:
+        """Move a job to ``to`` if it is in one of ``allowed``; raise InvalidTransition otherwise."""
+        allowed = list(allowed)
+        sets = ["state = ?"] + [f"{name} = ?" for name in fields]
+        params: list[Any] = [str(to), *fields.values(), job_id, *(str(s) for s in allowed)]
+        row = await self._one(
+            f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state IN ({','.join('?' * len(allowed))})"
+            f" RETURNING {_JOB_COLUMNS}",
+            params,
+        )
+        if row is None:
+            current = await self.get_job(job_id)
+            where = current.info.state if current else "unknown"
+            raise InvalidTransition(f"job {job_id} is {where}, not {'/'.join(allowed)}; cannot become {to}")
+        return _job_from_row(row)
+
+    async def job_events(self, job_id: int) -> list[tuple[float, str | None, str, str | None, str]]:
+        rows = await self._all(
+            "SELECT at, from_state, to_state, worker_id, reason FROM job_events WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    # ---- workers --------------------------------------------------------------------------------
+
+    async def insert_worker(self, worker_id: str, provider: str, token_hash: str, image: str) -> None:
+        await self._db.execute(
+            "INSERT INTO workers (id, provider, state, token_hash, image, created_at)"
+            " VALUES (?, ?, 'starting', ?, ?, ?)",
+            (worker_id, provider, token_hash, image, time.time()),
+        )
+
+    async def update_worker(self, worker_id: str, **fields: Any) -> None:
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        await self._db.execute(f"UPDATE workers SET {sets} WHERE id = ?", (*fields.values(), worker_id))
+
+    async def worker_token_hash(self, worker_id: str) -> str | None:
+        row = await self._one(
+            "SELECT token_hash FROM workers WHERE id = ? AND state NOT IN ('gone', 'lost')", (worker_id,)
+        )
+        return row[0] if row else None
+
+    async def list_workers(self, live_only: bool = True) -> list[WorkerInfo]:
+        clause = "WHERE state NOT IN ('gone', 'lost')" if live_only else ""
+        rows = await self._all(f"SELECT {_WORKER_COLUMNS} FROM workers {clause} ORDER BY created_at")
+        return [_worker_from_row(r) for r in rows]
+
+    async def worker_handles(self) -> dict[str, tuple[str, str, str]]:
+        """Live workers: id -> (provider, state, handle)."""
+        rows = await self._all(
+            "SELECT id, provider, state, handle FROM workers WHERE state NOT IN ('gone', 'lost')"
+        )
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}

@@ -1,0 +1,274 @@
+"""The workers hodeid knows: provisioning, registration, heartbeats, retirement and loss.
+
+A worker counts as available only once its agent has registered with its token and said Ready, and
+only while its heartbeats keep arriving: a container or process that never registers is removed
+after the provision timeout, and one that goes silent is marked lost with its job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hodei.errors import HodeiError
+from hodei.framing import FrameWriter
+from hodei.protocol import Shutdown, WorkerInfo, WorkerState
+from hodeid.config import Config
+from hodeid.jobs import Jobs
+from hodeid.providers.base import Provider
+from hodeid.store import Store
+from hodeid.tasks import Tasks
+
+log = logging.getLogger("hodeid.workers")
+
+S = WorkerState
+
+
+class AuthError(HodeiError):
+    """The agent's worker id or token is not valid; the connection is refused."""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Worker:
+    def __init__(self, worker_id: str, provider: str, image: str, token_hash: str) -> None:
+        now = time.monotonic()
+        self.id = worker_id
+        self.provider = provider
+        self.image = image
+        self.token_hash = token_hash
+        self.handle = ""
+        self.state = S.STARTING
+        self.job_id: int | None = None
+        self.job_pid: int | None = None
+        self.job_attempt = 1
+        self.writer: FrameWriter | None = None
+        self.created = time.time()
+        self.started = now
+        self.last_seen = now
+        self.since = now  # when the state last changed
+        self.jobs_run = 0
+        self.retiring = False
+
+    def info(self) -> WorkerInfo:
+        lag = time.monotonic() - self.last_seen
+        return WorkerInfo(
+            id=self.id,
+            provider=self.provider,
+            state=self.state,
+            job_id=self.job_id,
+            image=self.image,
+            pid=int(self.handle) if self.handle.isdigit() else None,
+            created_at=self.created,
+            last_heartbeat=time.time() - lag if self.writer is not None else None,
+            jobs_run=self.jobs_run,
+        )
+
+    def send(self, msg: Any) -> bool:
+        if self.writer is None:
+            return False
+        try:
+            self.writer.write(msg)
+        except (ConnectionError, RuntimeError, OSError):
+            return False
+        return True
+
+
+class Pool:
+    def __init__(self, config: Config, store: Store, provider: Provider, jobs: Jobs, tasks: Tasks) -> None:
+        self.config = config
+        self.tasks = tasks
+        self.store = store
+        self.provider = provider
+        self.jobs = jobs
+        self.workers: dict[str, Worker] = {}
+        self.on_idle: Callable[[], None] = lambda: None  # the scheduler's wake-up
+        self._backoff = 0.0
+        self._backoff_until = 0.0
+        self.provision_error = ""
+
+    # ---- views ----------------------------------------------------------------------------------
+
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.state not in (S.GONE, S.LOST)]
+
+    def idle(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.state is S.IDLE and w.writer is not None and not w.retiring]
+
+    def infos(self) -> list[WorkerInfo]:
+        return [w.info() for w in self.live()]
+
+    async def set_state(self, worker: Worker, state: WorkerState) -> None:
+        old = worker.state
+        if old is state:
+            return
+        worker.state = state
+        worker.since = time.monotonic()
+        if {old, state} != {S.IDLE, S.BUSY}:  # idle <-> busy is in the jobs table already
+            await self.store.update_worker(worker.id, state=str(state), jobs_run=worker.jobs_run)
+        if state is S.IDLE:
+            self.on_idle()
+
+    # ---- provisioning ---------------------------------------------------------------------------
+
+    def scale(self, demand: dict[str, int]) -> None:
+        """Start workers for queued jobs that no idle worker can take, within --max-workers."""
+        if time.monotonic() < self._backoff_until:
+            return
+        want = dict(demand)
+        default = self.config.image if self.provider.name == "docker" else ""
+        if self.config.min_idle:
+            idle_default = sum(1 for w in self.live() if w.image == default and w.state in (S.STARTING, S.IDLE))
+            want[default] = want.get(default, 0) + max(0, self.config.min_idle - idle_default)
+        room = self.config.max_workers - len(self.live())
+        for image, queued in sorted(want.items(), key=lambda kv: -kv[1]):
+            image = image or default
+            starting = sum(1 for w in self.live() if w.image == image and w.state is S.STARTING)
+            for _ in range(min(queued - starting, room)):
+                self.tasks.spawn(self.provision(image), name=f"provision-{image or 'local'}")
+                room -= 1
+            if room <= 0 and queued > starting:
+                self._make_room(image)
+
+    def _make_room(self, image: str) -> None:
+        """At --max-workers with jobs waiting for another image: retire one idle worker of an unneeded image."""
+        for worker in self.idle():
+            if worker.image != image:
+                self.retire(worker, "making room for a worker of another image")
+                return
+
+    async def provision(self, image: str) -> Worker | None:
+        worker_id = "w" + secrets.token_hex(4)
+        token = secrets.token_urlsafe(24)
+        worker = Worker(worker_id, self.provider.name, image, hash_token(token))
+        self.workers[worker_id] = worker
+        await self.store.insert_worker(worker_id, self.provider.name, worker.token_hash, image)
+        try:
+            worker.handle = await self.provider.start(worker_id, token, image)
+        except Exception as e:  # a provider error must not take the daemon down
+            message = str(e) or type(e).__name__
+            self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
+            self._backoff_until = time.monotonic() + self._backoff
+            self.provision_error = message
+            log.error("cannot start a %s worker: %s (next try in %.0fs)", self.provider.name, message, self._backoff)
+            await self._forget(worker, S.GONE)
+            self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
+            return None
+        self._backoff = 0.0
+        self.provision_error = ""
+        await self.store.update_worker(worker_id, handle=worker.handle)
+        log.info("started worker %s (%s)", worker_id, worker.handle)
+        return worker
+
+    async def _retry_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.on_idle()
+
+    # ---- registration ---------------------------------------------------------------------------
+
+    async def authenticate(self, worker_id: str, token: str) -> Worker:
+        worker = self.workers.get(worker_id)
+        expected = worker.token_hash if worker else await self.store.worker_token_hash(worker_id)
+        if expected is None or not hmac.compare_digest(expected, hash_token(token)):
+            raise AuthError(f"agent {worker_id or '(no id)'} presented no valid token")
+        if worker is None:  # known from before a daemon restart
+            rows = await self.store.worker_handles()
+            provider, _, handle = rows[worker_id]
+            worker = Worker(worker_id, provider, "", expected)
+            worker.handle = handle
+            self.workers[worker_id] = worker
+        if worker.state in (S.GONE, S.LOST):
+            raise AuthError(f"worker {worker_id} was already removed; the agent should exit")
+        return worker
+
+    def attach(self, worker: Worker, writer: FrameWriter) -> None:
+        if worker.writer is not None and worker.writer is not writer:
+            worker.writer.close()  # a reconnect replaces the old connection
+        worker.writer = writer
+        worker.last_seen = time.monotonic()
+
+    async def detach(self, worker: Worker, writer: FrameWriter) -> None:
+        if worker.writer is not writer:
+            return
+        worker.writer = None
+        if worker.state is S.STOPPING or (worker.retiring and worker.job_id is None):
+            await self._forget(worker, S.GONE)
+
+    def seen(self, worker: Worker) -> None:
+        worker.last_seen = time.monotonic()
+
+    # ---- leaving --------------------------------------------------------------------------------
+
+    def retire(self, worker: Worker, reason: str) -> None:
+        """Ask an idle worker to exit; a busy one exits after its job."""
+        worker.retiring = True
+        if worker.job_id is None:
+            log.info("retiring worker %s: %s", worker.id, reason)
+            worker.state = S.STOPPING
+            worker.since = time.monotonic()
+            if not worker.send(Shutdown(reason=reason)):
+                self.tasks.spawn(self._forget(worker, S.GONE), name=f"forget-{worker.id}")
+
+    async def lose(self, worker: Worker, reason: str) -> None:
+        """The worker is gone without saying so: its job is lost, what is left of it is removed."""
+        log.warning("worker %s lost: %s", worker.id, reason)
+        job_id = worker.job_id
+        if job_id is not None and worker.job_pid is not None:
+            await self.provider.kill_job(worker.handle, worker.job_pid)
+        await self._forget(worker, S.LOST)
+        if job_id is not None:
+            await self.jobs.lost(job_id, f"worker {worker.id} lost: {reason}")
+
+    async def _forget(self, worker: Worker, state: WorkerState) -> None:
+        if worker.writer is not None:
+            worker.writer.close()
+            worker.writer = None
+        worker.state = state
+        self.workers.pop(worker.id, None)
+        await self.store.update_worker(worker.id, state=str(state), job_id=worker.job_id)
+        if worker.handle:
+            try:
+                await self.provider.stop(worker.handle, force=state is S.LOST)
+            except Exception as e:
+                log.error("could not remove worker %s: %s", worker.id, e)
+        self.on_idle()
+
+    # ---- supervision ----------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """One pass of supervision: unregistered, silent, dead and idle-too-long workers."""
+        now = time.monotonic()
+        cfg = self.config
+        idle_count = len(self.idle())
+        for worker in list(self.workers.values()):
+            age = now - worker.since
+            if worker.state is S.STARTING:
+                gone = await self.provider.exited(worker.handle) if worker.handle else None
+                if gone or age > cfg.provision_timeout:
+                    why = gone or f"its agent did not register within {cfg.provision_timeout:g}s"
+                    log.warning("removing worker %s: %s", worker.id, why)
+                    await self._forget(worker, S.GONE)
+                continue
+            gone = await self.provider.exited(worker.handle) if worker.handle else None
+            silent = now - worker.last_seen
+            if gone and worker.state is not S.STOPPING:
+                await self.lose(worker, gone)
+            elif silent > cfg.heartbeat_timeout and worker.state is not S.STOPPING:
+                await self.lose(worker, f"no heartbeat for {silent:.0f}s")
+            elif worker.state is S.STOPPING and (gone or age > cfg.heartbeat_timeout):
+                await self._forget(worker, S.GONE)
+            elif worker.state is S.IDLE and age > cfg.idle_timeout and idle_count > cfg.min_idle:
+                self.retire(worker, f"idle for {age:.0f}s")
+                idle_count -= 1
+
+    async def stop_idle(self) -> None:
+        for worker in self.idle():
+            self.retire(worker, "hodeid is stopping")
