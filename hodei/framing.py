@@ -53,16 +53,17 @@ class FrameReader(Generic[T]):
 
 
 class FrameWriter:
-    """Encodes messages into one reused buffer and writes them with their length prefix."""
+    """Encodes messages and writes them with their length prefix."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
         self._encoder = msgspec.msgpack.Encoder()
-        self._buf = bytearray(64)
 
     def write(self, msg: Any) -> None:
         """Queue one frame; call ``drain`` to respect back-pressure."""
-        buf = self._buf
+        # A fresh buffer each time: a transport may hold on to a buffer it could not send yet
+        # (uvloop does), so reusing one would corrupt queued frames.
+        buf = bytearray(4)
         self._encoder.encode_into(msg, buf, 4)
         _PREFIX.pack_into(buf, 0, len(buf) - 4)
         self._writer.write(buf)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import logging
 import os
 import signal
 import time
@@ -10,8 +12,10 @@ from collections.abc import Awaitable, Callable
 
 from hodei.protocol import Assignment, Stream
 
+log = logging.getLogger("hodei-agent")
 CHUNK = 256 * 1024  # bytes read from a pipe at most at once; a read returns as soon as any are there
 DRAIN_AFTER_EXIT = 2.0  # seconds to wait for pipes held open by escaped processes after the job ends
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 HIDDEN_ENV = ("HODEI_WORKER_TOKEN", "HODEI_WORKER_ID", "HODEI_AGENT_SOCKET", "HODEI_HEARTBEAT_INTERVAL")
 
 Emit = Callable[[Stream, bytes], Awaitable[None]]
@@ -26,6 +30,22 @@ def job_env(a: Assignment) -> dict[str, str]:
 
 def argv_of(a: Assignment) -> list[str]:
     return ["/bin/sh", "-c", a.command[0]] if a.shell else list(a.command)
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        fcntl.fcntl(w, F_SETPIPE_SZ, 1 << 20)  # fewer wake-ups for chatty jobs
+    except OSError:
+        pass
+    return r, w
+
+
+async def _reader(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
+    return reader
 
 
 class SpawnFailed(Exception):
@@ -58,16 +78,18 @@ class JobProcess:
         a = self.a
         if a.cwd and not os.path.isdir(a.cwd):
             raise SpawnFailed(f"the working directory {a.cwd} does not exist here", 127)
+        # Real pipes, not socket pairs: scripts that write to /dev/stderr must work as in a terminal.
+        out_r, out_w = _pipe()
+        err_r, err_w = _pipe()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv_of(a),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdout=out_w,
+                stderr=err_w,
                 cwd=a.cwd or None,
                 env=job_env(a),
                 start_new_session=True,  # its own process group: signals reach every process of the job
-                limit=CHUNK,
             )
         except FileNotFoundError as e:
             raise SpawnFailed(f"cannot run {a.command[0]!r}: command not found", 127) from e
@@ -75,14 +97,22 @@ class JobProcess:
             raise SpawnFailed(f"cannot run {a.command[0]!r}: permission denied", 126) from e
         except OSError as e:
             raise SpawnFailed(f"cannot start the job: {e}", 126) from e
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+            if self.proc is None:
+                os.close(out_r)
+                os.close(err_r)
+        self.stdout = await _reader(out_r)
+        self.stderr = await _reader(err_r)
 
     async def run(self) -> Result:
         """Pump output until the job ends; kill what it leaves behind; return how it ended."""
         proc = self.proc
-        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        assert proc is not None
         pumps = [
-            asyncio.ensure_future(self._pump(proc.stdout, Stream.STDOUT)),
-            asyncio.ensure_future(self._pump(proc.stderr, Stream.STDERR)),
+            asyncio.ensure_future(self._pump(self.stdout, Stream.STDOUT)),
+            asyncio.ensure_future(self._pump(self.stderr, Stream.STDERR)),
         ]
         timer = None
         if self.a.timeout:
@@ -106,7 +136,10 @@ class JobProcess:
 
     async def _pump(self, pipe: asyncio.StreamReader, stream: Stream) -> None:
         while data := await pipe.read(CHUNK):
-            await self.emit(stream, data)
+            try:
+                await self.emit(stream, data)
+            except Exception:  # never stop reading: a job blocked on a full pipe would hang forever
+                log.exception("could not forward %d bytes of job %s output", len(data), self.a.job_id)
 
     def terminate(self, grace: float, outcome: str, reason: str) -> None:
         """SIGTERM to the whole process group now, SIGKILL after ``grace`` seconds."""

@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     config = config_from(args)
     from hodeid.server import Server
 

@@ -1,0 +1,96 @@
+"""Output is stored as it is produced, byte for byte, and followers see all of it."""
+
+from __future__ import annotations
+
+import hashlib
+
+from conftest import Daemon, wait_for
+
+
+def test_first_line_is_readable_while_the_job_runs(daemon: Daemon, tmp_path) -> None:
+    """`logs` shows what a running job has written so far, not only after it ends."""
+    gate = tmp_path / "gate"
+    jid = daemon.submit(f"echo first line; while [ ! -e {gate} ]; do sleep 0.05; done; echo second line")
+    wait_for(lambda: daemon.output(jid) == b"first line\n", what="the first line in the log")
+    assert daemon.job(jid)["state"] == "running"
+    gate.touch()
+    daemon.wait_final(jid)
+    assert daemon.output(jid) == b"first line\nsecond line\n"
+
+
+def test_follow_started_before_the_job_runs_gets_everything(make_daemon, tmp_path) -> None:
+    """`logs -f` on a queued job waits for it, streams all of it, and exits with its status."""
+    d: Daemon = make_daemon("--max-workers", "1")
+    gate = tmp_path / "gate"
+    blocker = d.submit(f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    jid = d.submit("for i in 1 2 3; do echo out $i; echo err $i >&2; done; exit 4")
+    assert d.job(jid)["state"] == "queued"
+    follower = d.popen_ctl("logs", "-f", str(jid))
+    gate.touch()
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 4
+    assert out == b"out 1\nout 2\nout 3\n" and err == b"err 1\nerr 2\nerr 3\n"
+    assert d.job(blocker)["state"] == "succeeded"
+
+
+def test_follow_streams_lines_live(daemon: Daemon, tmp_path) -> None:
+    """A follower sees each line while the job is still running (the job waits for us between lines)."""
+    gate = tmp_path / "gate"
+    jid = daemon.submit(f"for i in 1 2 3; do echo phase $i; while [ ! -e {gate}.$i ]; do sleep 0.02; done; done")
+    follower = daemon.popen_ctl("logs", "-f", str(jid))
+    assert follower.stdout is not None
+    for i in (1, 2, 3):
+        assert follower.stdout.readline() == f"phase {i}\n".encode()
+        (tmp_path / f"gate.{i}").touch()
+    rest, _ = follower.communicate(timeout=30)
+    assert follower.returncode == 0 and rest == b""
+
+
+def test_binary_output_arrives_intact(daemon: Daemon) -> None:
+    """Non-UTF-8 bytes, NULs and no trailing newline come back exactly."""
+    jid = daemon.submit(r"printf '\377\376\000abc\200\n\351t\351'")
+    daemon.wait_final(jid)
+    assert daemon.output(jid) == b"\xff\xfe\x00abc\x80\n\xe9t\xe9"
+
+
+def test_fifty_megabytes_arrive_intact(daemon: Daemon) -> None:
+    """50 MB of random bytes on stdout are stored and replayed byte for byte."""
+    jid = daemon.submit("head -c 52428800 /dev/urandom | tee /dev/stderr | sha256sum >&2")
+    job = daemon.wait_final(jid, timeout=120)
+    assert job["state"] == "succeeded"
+    res = daemon.ctl("logs", str(jid), timeout=120)
+    assert len(res.stdout) == 0
+    data, digest_line = res.stderr[:-65 - 3], res.stderr[-65 - 3:]
+    assert len(data) == 52428800
+    assert hashlib.sha256(data).hexdigest().encode() == digest_line.split()[0]
+    assert job["log_bytes"] == 52428800 + len(digest_line)
+
+
+def test_tail_and_timestamps(daemon: Daemon) -> None:
+    """--tail N shows the last N lines; --timestamps prefixes every line with its time."""
+    jid = daemon.submit("for i in $(seq 1 100); do echo line $i; done")
+    daemon.wait_final(jid)
+    assert daemon.ctl("logs", "--tail", "3", str(jid)).stdout == b"line 98\nline 99\nline 100\n"
+    assert daemon.ctl("logs", "--tail", "0", str(jid)).stdout == b""
+    assert daemon.ctl("logs", "--tail", "1000", str(jid)).stdout.count(b"\n") == 100
+    stamped = daemon.ctl("logs", "--timestamps", str(jid)).stdout.splitlines()
+    assert len(stamped) == 100
+    for n, line in enumerate(stamped, 1):
+        stamp, text = line.split(b" ", 1)
+        assert text == f"line {n}".encode() and stamp[:2] == b"20" and b"T" in stamp
+
+
+def test_stdout_and_stderr_are_kept_apart(daemon: Daemon) -> None:
+    """stdout chunks go to stdout and stderr chunks to stderr."""
+    jid = daemon.submit("echo to-out; echo to-err >&2")
+    daemon.wait_final(jid)
+    res = daemon.ctl("logs", str(jid))
+    assert res.stdout == b"to-out\n" and res.stderr == b"to-err\n"
+
+
+def test_dev_stderr_and_dev_stdout_work_as_in_a_terminal(daemon: Daemon) -> None:
+    """`echo x > /dev/stderr` works: the job's output streams are real pipes."""
+    jid = daemon.submit("echo to-err > /dev/stderr; echo to-out > /dev/stdout")
+    assert daemon.wait_final(jid)["state"] == "succeeded"
+    res = daemon.ctl("logs", str(jid))
+    assert res.stdout == b"to-out\n" and res.stderr == b"to-err\n"
