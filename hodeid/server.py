@@ -95,7 +95,6 @@ class Server:
         self._lock_fd = fd
 
     async def _listen(self, path: Path, role: Role, mode: int, group: str | None) -> None:
-        claim_socket(path)
         old = os.umask(0o177)  # the socket is never reachable by others, not even for a moment
         try:
             server = await asyncio.start_unix_server(
@@ -111,12 +110,19 @@ class Server:
     async def start(self) -> App:
         cfg = self.config
         self._prepare_dirs()
+        claim_socket(cfg.socket)
+        claim_socket(cfg.agent_socket_path)
         provider = await make_provider(cfg)
         app = self.app = await App.build(cfg, provider)
-        await recover(app)
-        group = cfg.socket_group
-        await self._listen(cfg.socket, Role.CTL, 0o660 if group else 0o600, group)
-        await self._listen(cfg.agent_socket_path, Role.AGENT, 0o600, None)
+        try:
+            await recover(app)
+            group = cfg.socket_group
+            await self._listen(cfg.socket, Role.CTL, 0o660 if group else 0o600, group)
+            await self._listen(cfg.agent_socket_path, Role.AGENT, 0o600, None)
+        except BaseException:
+            await app.store.close()
+            await provider.close()
+            raise
         app.tasks.spawn(app.scheduler.run(), name="scheduler")
         app.tasks.spawn(self._supervise(app), name="supervise-workers")
         app.scheduler.wake()

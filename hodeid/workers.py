@@ -132,6 +132,7 @@ class Pool:
         for image, queued in sorted(want.items(), key=lambda kv: -kv[1]):
             image = image or default
             starting = sum(1 for w in self.live() if w.image == image and w.state is S.STARTING)
+            log.debug("scale %r: %d queued, %d starting, room for %d", image, queued, starting, room)
             for _ in range(min(queued - starting, room)):
                 self.tasks.spawn(self.provision(image), name=f"provision-{image or 'local'}")
                 room -= 1
