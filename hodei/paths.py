@@ -31,5 +31,9 @@ def default_socket() -> Path:
 
 
 def agent_socket_for(control_socket: Path) -> Path:
-    """The agent socket lives beside the control socket."""
-    return control_socket.with_name("agent.sock")
+    """The agent socket lives in its own directory beside the control socket.
+
+    Containers get that directory bind-mounted, never the control socket; and a directory (not the
+    socket file) so that a restarted hodeid's new socket is what they see.
+    """
+    return control_socket.parent / "agent" / "agent.sock"

@@ -35,11 +35,15 @@ def _positive(kind: type) -> object:
 
 def parser() -> argparse.ArgumentParser:
     d = Config.__dataclass_fields__
-    p = argparse.ArgumentParser(prog="hodeid", description="The hodei daemon: runs the job queue and its workers.")
+    p = argparse.ArgumentParser(
+        prog="hodeid",
+        description="The hodei daemon: runs the job queue and its workers.",
+        epilog="`hodeid build-image --help`: build the Docker worker image.",
+    )
     p.add_argument("--version", action="version", version=f"hodeid {__version__}")
     p.add_argument("--state-dir", type=Path, default=None, help="database and logs (env HODEI_STATE_DIR)")
     p.add_argument("--socket", type=Path, default=None, help="control socket (env HODEI_SOCKET)")
-    p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: beside --socket)")
+    p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
     p.add_argument("--socket-group", default=os.environ.get("HODEI_SOCKET_GROUP"), help="make the control socket 0660 for this group")
     p.add_argument("--provider", choices=["local", "docker", "auto"], default=os.environ.get("HODEI_PROVIDER", "local"))
     p.add_argument("--max-workers", type=_positive(int), default=d["max_workers"].default_factory())  # type: ignore[misc]
@@ -79,6 +83,11 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["build-image"]:
+        from hodeid import build_image
+
+        return build_image.main(argv[1:])
     args = parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),

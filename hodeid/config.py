@@ -13,7 +13,7 @@ from hodei.paths import agent_socket_for, default_socket, default_state_dir
 class Config:
     state_dir: Path = field(default_factory=default_state_dir)
     socket: Path = field(default_factory=default_socket)
-    agent_socket: Path | None = None  # default: agent.sock beside the control socket
+    agent_socket: Path | None = None  # default: agent/agent.sock beside the control socket
     socket_group: str | None = None  # control socket 0660 with this group instead of 0600
     provider: str = "local"  # local | docker | auto
     max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)

@@ -83,7 +83,7 @@ class Server:
         try:
             cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             cfg.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-            cfg.agent_socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            cfg.agent_socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(cfg.state_dir / "hodeid.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise StateDirError(f"cannot use {e.filename}: {e.strerror}; pass a writable --state-dir") from e
@@ -221,6 +221,7 @@ class Server:
         for task in list(self._conns):
             task.cancel()
         await asyncio.gather(*self._conns, return_exceptions=True)
+        await app.pool.remove_stopping()
         await app.tasks.cancel_all()
         app.logs.close_all()
         await app.store.close()

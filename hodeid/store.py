@@ -162,6 +162,10 @@ class Store:
         rows = await self._all("SELECT image, count(*) FROM jobs WHERE state = 'queued' GROUP BY image")
         return {image: count for image, count in rows}
 
+    async def note_queued(self, image: str, reason: str) -> None:
+        """Say why queued jobs of this image wait (a provisioning error), without changing their state."""
+        await self._db.execute("UPDATE jobs SET reason = ? WHERE state = 'queued' AND image = ?", (reason, image))
+
     async def jobs_in(self, states: Iterable[JobState]) -> list[StoredJob]:
         states = list(states)
         rows = await self._all(

@@ -160,6 +160,8 @@ class Pool:
             self._backoff_until = time.monotonic() + self._backoff
             self.provision_error = message
             log.error("cannot start a %s worker: %s (next try in %.0fs)", self.provider.name, message, self._backoff)
+            job_image = "" if image == self.config.image else image
+            await self.store.note_queued(job_image, f"waiting for a worker: {message}")
             await self._forget(worker, S.GONE)
             self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
             return None
@@ -273,3 +275,9 @@ class Pool:
     async def stop_idle(self) -> None:
         for worker in self.idle():
             self.retire(worker, "hodeid is stopping")
+
+    async def remove_stopping(self) -> None:
+        """At shutdown: make sure retired workers are gone, not merely asked to go."""
+        for worker in [w for w in self.workers.values() if w.state is S.STOPPING]:
+            worker.writer = None
+            await self._forget(worker, S.GONE)

@@ -65,7 +65,7 @@ class Daemon:
         self.root = root
         self.state_dir = root / "state"
         self.socket = root / "hodei.sock"
-        self.agent_socket = root / "agent.sock"
+        self.agent_socket = root / "agent" / "agent.sock"
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "hodeid.log"

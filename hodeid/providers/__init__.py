@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
+
 from hodeid.config import Config
 from hodeid.providers.base import Provider
+
+
+def instance_id(config: Config) -> str:
+    """A stable id of this hodeid's state, to tell its containers from another hodeid's."""
+    path = config.state_dir / "instance"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = secrets.token_hex(8)
+        path.write_text(value + "\n")
+        return value
 
 
 async def make_provider(config: Config) -> Provider:
@@ -14,14 +27,10 @@ async def make_provider(config: Config) -> Provider:
         return LocalProvider(config)
     from hodeid.providers.docker import DockerProvider, docker_available
 
-    if config.provider == "docker":
-        provider = DockerProvider(config)
+    if config.provider == "docker" or (config.provider == "auto" and await docker_available()):
+        provider = DockerProvider(config, instance_id(config))
         await provider.check()
         return provider
     if config.provider == "auto":
-        if await docker_available():
-            provider = DockerProvider(config)
-            await provider.check()
-            return provider
         return LocalProvider(config)
     raise ValueError(f"unknown provider {config.provider!r}: use local, docker or auto")

@@ -1,20 +1,203 @@
-"""Workers as Docker containers (placeholder until the Docker provider lands)."""
+"""Workers as Docker containers, through the Docker API (aiodocker).
+
+Each worker is a container named ``hodei-worker-<id>``, labelled ``hodei.managed=true`` and
+``hodei.worker-id=<id>``, running the agent under Docker's init (so signals reach the job). The
+agent reaches hodeid through the agent socket's directory, bind-mounted read-write; the container
+needs no network.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiodocker
+from aiodocker.exceptions import DockerError
 
 from hodei.errors import ProviderError
 from hodeid.config import Config
 
+log = logging.getLogger("hodeid.docker")
+AGENT_DIR_IN_CONTAINER = "/run/hodei-agent"
+LABEL_MANAGED = "hodei.managed"
+LABEL_WORKER = "hodei.worker-id"
+LABEL_INSTANCE = "hodei.instance"
 
-async def docker_available() -> bool:
-    return False
+
+async def docker_available(timeout: float = 3.0) -> bool:
+    try:
+        docker = aiodocker.Docker()
+    except Exception:
+        return False
+    try:
+        await asyncio.wait_for(docker.version(), timeout)
+        return True
+    except Exception:
+        return False
+    finally:
+        await docker.close()
+
+
+def parse_memory(text: str) -> int:
+    """'512m', '2g', '1048576' -> bytes."""
+    text = text.strip().lower()
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise ProviderError(f"--memory {text!r} is not a size like 512m or 2g") from None
+
+
+def explain(e: Exception) -> str:
+    if isinstance(e, DockerError):
+        return f"the Docker engine said: {e.message} (HTTP {e.status})"
+    return f"the Docker engine is not reachable: {e}" if str(e) else f"Docker error {type(e).__name__}"
 
 
 class DockerProvider:
     name = "docker"
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, instance: str = "") -> None:
         self.config = config
+        self.instance = instance
+        self._docker: aiodocker.Docker | None = None
+
+    @property
+    def docker(self) -> aiodocker.Docker:
+        if self._docker is None:
+            self._docker = aiodocker.Docker()
+        return self._docker
 
     async def check(self) -> None:
-        raise ProviderError("the docker provider is not available yet; use --provider local")
+        """Fail early, with what to do, when the engine or the worker image is missing."""
+        try:
+            await asyncio.wait_for(self.docker.version(), 10)
+        except Exception as e:
+            await self.close()
+            raise ProviderError(
+                f"--provider docker, but no Docker engine answers ({e or type(e).__name__}): start dockerd,"
+                " or use --provider local"
+            ) from e
+        await self.require_image(self.config.image)
+
+    async def require_image(self, image: str) -> None:
+        try:
+            await self.docker.images.inspect(image)
+        except DockerError as e:
+            if e.status == 404:
+                raise ProviderError(
+                    f"the worker image {image} is missing: build it with `hodeid build-image --tag {image}`"
+                ) from e
+            raise ProviderError(explain(e)) from e
+
+    def container_config(self, worker_id: str, token: str, image: str) -> dict[str, Any]:
+        cfg = self.config
+        host: dict[str, Any] = {
+            "Binds": [f"{cfg.agent_socket_path.parent}:{AGENT_DIR_IN_CONTAINER}"],
+            "Init": True,  # docker-init as PID 1: forwards signals, reaps orphans
+        }
+        if cfg.network:
+            host["NetworkMode"] = cfg.network
+        if cfg.cpus:
+            host["NanoCpus"] = int(cfg.cpus * 1e9)
+        if cfg.memory:
+            host["Memory"] = parse_memory(cfg.memory)
+        return {
+            "Image": image,
+            "Env": [
+                f"HODEI_AGENT_SOCKET={AGENT_DIR_IN_CONTAINER}/{cfg.agent_socket_path.name}",
+                f"HODEI_WORKER_ID={worker_id}",
+                f"HODEI_WORKER_TOKEN={token}",
+                f"HODEI_HEARTBEAT_INTERVAL={cfg.heartbeat_interval}",
+            ],
+            "Labels": {LABEL_MANAGED: "true", LABEL_WORKER: worker_id, LABEL_INSTANCE: self.instance},
+            "HostConfig": host,
+        }
+
+    async def start(self, worker_id: str, token: str, image: str) -> str:
+        image = image or self.config.image
+        try:
+            container = await self.docker.containers.create_or_replace(
+                name=f"hodei-worker-{worker_id}", config=self.container_config(worker_id, token, image)
+            )
+        except DockerError as e:
+            if e.status == 404:
+                raise ProviderError(
+                    f"the worker image {image} is missing: build it with `hodeid build-image --tag {image}`"
+                ) from e
+            raise ProviderError(f"cannot create a worker container: {explain(e)}") from e
+        except Exception as e:
+            raise ProviderError(f"cannot create a worker container: {explain(e)}") from e
+        try:
+            await container.start()
+        except Exception as e:
+            await self._remove(container.id)
+            raise ProviderError(f"cannot start the worker container: {explain(e)}") from e
+        return str(container.id)
+
+    async def stop(self, handle: str, force: bool) -> None:
+        container = self.docker.containers.container(handle)
+        if not force:
+            try:
+                await container.wait(timeout=5)  # the agent exits by itself when asked to
+            except Exception:
+                pass
+        await self._remove(handle)
+
+    async def _remove(self, handle: str) -> None:
+        try:
+            await self.docker.containers.container(handle).delete(force=True)
+        except DockerError as e:
+            if e.status not in (404, 409):  # gone already, or being removed
+                log.error("cannot remove container %s: %s", handle[:12], explain(e))
+        except Exception as e:
+            log.error("cannot remove container %s: %s", handle[:12], explain(e))
+
+    async def exited(self, handle: str) -> str | None:
+        try:
+            info = await self.docker.containers.container(handle).show()
+        except DockerError as e:
+            if e.status == 404:
+                return "its container is gone"
+            return None  # the engine is having trouble; heartbeats decide
+        except Exception:
+            return None
+        state = info.get("State", {})
+        if state.get("Running"):
+            return None
+        if state.get("OOMKilled"):
+            return "its container was killed for using too much memory"
+        if state.get("Status") == "created":
+            return None
+        return f"its container stopped ({state.get('Status')}, exit code {state.get('ExitCode')})"
+
+    async def kill_job(self, handle: str, pid: int) -> None:
+        """The job's pid lives in the container's namespace: killing the container is the sure way."""
+        try:
+            await self.docker.containers.container(handle).kill(signal="SIGKILL")
+        except Exception as e:
+            log.info("kill of container %s: %s", handle[:12], e)
+
+    async def managed(self) -> dict[str, str]:
+        """Containers of ours: labelled managed, and of this instance or of none."""
+        try:
+            containers = await self.docker.containers.list(
+                all=True, filters={"label": [f"{LABEL_MANAGED}=true"]}
+            )
+        except Exception as e:
+            log.error("cannot list worker containers: %s", explain(e))
+            return {}
+        found = {}
+        for c in containers:
+            labels = c._container.get("Labels") or {}
+            if labels.get(LABEL_INSTANCE, "") in ("", self.instance):
+                found[labels.get(LABEL_WORKER) or c.id] = str(c.id)
+        return found
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
