@@ -69,7 +69,7 @@ class AgentSession:
             case Accept(job_id=job_id, pid=pid, started_at=started_at):
                 if self._owns(job_id, "a start"):
                     worker.job_pid = pid
-                    await app.jobs.started(job_id, started_at)
+                    await app.jobs.started(job_id, started_at, pid)
             case Reject(job_id=job_id, reason=reason):
                 if self._owns(job_id, "a rejection"):
                     worker.job_id = None
@@ -102,7 +102,7 @@ class AgentSession:
         # Tell the agent what is stored, so it resends the rest and nothing twice.
         worker.send(Ack(job_id=job_id, seq=app.logs.last_seq(job_id, worker.job_attempt)))
         if running and job.info.state is JobState.ASSIGNED:
-            await app.jobs.started(job_id, job.info.started_at or job.info.created_at)
+            await app.jobs.started(job_id, job.info.started_at or job.info.created_at, job.pid)
         if job_id in app.jobs.cancel_reasons:
             worker.send(Cancel(job_id=job_id, grace=job.info.grace, reason=app.jobs.cancel_reasons[job_id]))
 

@@ -98,8 +98,8 @@ class Jobs:
             log.info("%s", e)
             return None
 
-    async def started(self, job_id: int, started_at: float) -> StoredJob | None:
-        return await self.try_move(job_id, (A,), R, started_at=started_at)
+    async def started(self, job_id: int, started_at: float, pid: int | None) -> StoredJob | None:
+        return await self.try_move(job_id, (A,), R, started_at=started_at, pid=pid)
 
     async def finished(
         self, job: StoredJob, exit_code: int | None, signal: int | None, outcome: str, reason: str

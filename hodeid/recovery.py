@@ -34,6 +34,7 @@ async def recover(app: App) -> None:
         if job is not None:
             worker.job_id = job.info.id
             worker.job_attempt = job.info.attempt
+            worker.job_pid = job.pid
         pool.workers[info.id] = worker
         log.info("waiting for worker %s (%s) to reconnect", info.id, worker.state)
     live = set(pool.workers)

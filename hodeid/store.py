@@ -25,7 +25,7 @@ _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 
 _JOB_COLUMNS = (
     "id, name, state, spec, priority, exit_code, signal, reason, created_at, started_at, finished_at,"
-    " worker_id, attempt, log_bytes, owner_uid"
+    " worker_id, attempt, log_bytes, owner_uid, pid"
 )
 _WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run"
 
@@ -43,6 +43,7 @@ class StoredJob(msgspec.Struct):
     info: JobInfo
     spec: JobSpec
     owner_uid: int | None
+    pid: int | None = None
 
 
 def _job_from_row(row: Any) -> StoredJob:
@@ -69,7 +70,7 @@ def _job_from_row(row: Any) -> StoredJob:
         attempt=row[12],
         log_bytes=row[13],
     )
-    return StoredJob(info=info, spec=spec, owner_uid=row[14])
+    return StoredJob(info=info, spec=spec, owner_uid=row[14], pid=row[15])
 
 
 def _worker_from_row(row: Any) -> WorkerInfo:

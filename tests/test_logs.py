@@ -42,8 +42,11 @@ def test_follow_streams_lines_live(daemon: Daemon, tmp_path) -> None:
     for i in (1, 2, 3):
         assert follower.stdout.readline() == f"phase {i}\n".encode()
         (tmp_path / f"gate.{i}").touch()
-    rest, _ = follower.communicate(timeout=30)
-    assert follower.returncode == 0 and rest == b""
+    assert follower.stdout.read() == b""
+    assert follower.wait(timeout=30) == 0
+    follower.stdout.close()
+    assert follower.stderr is not None
+    follower.stderr.close()
 
 
 def test_binary_output_arrives_intact(daemon: Daemon) -> None:

@@ -14,6 +14,7 @@ CREATE TABLE jobs (
     started_at  REAL,
     finished_at REAL,
     worker_id   TEXT,
+    pid         INTEGER,                      -- the job's process group, as its worker sees it
     attempt     INTEGER NOT NULL DEFAULT 1,
     log_bytes   INTEGER NOT NULL DEFAULT 0
 );
