@@ -69,37 +69,45 @@ fail() { printf '[docker-setup] FAILED: %s\n' "$*" >&2; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
 
-# run_logged LOGNAME CMD...: run CMD with its output in $LOG_DIR/LOGNAME.log;
-# on failure show the end of that log and return the command's status.
-run_logged() {
-    local log="$LOG_DIR/$1.log"; shift
-    if "$@" >"$log" 2>&1; then
-        return 0
+show_log() {
+    printf '[docker-setup] --- last lines of %s ---\n' "$1" >&2
+    tail -n 60 "$1" >&2 || true
+    printf '[docker-setup] --- end of %s ---\n' "$1" >&2
+}
+
+# step DESCRIPTION LOGNAME CMD...: run CMD with its output in
+# $LOG_DIR/LOGNAME.log, on one progress line with its time; on failure show
+# the end of that log and return the command's status.
+step() {
+    local desc="$1" log="$LOG_DIR/$2.log" t0 rc=0
+    shift 2
+    t0="$(now)"
+    printf '[docker-setup]   %s ...' "$desc"
+    "$@" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        printf ' %s\n' "$(elapsed "$t0")"
     else
-        local rc=$?
-        printf '[docker-setup] --- last lines of %s ---\n' "$log" >&2
-        tail -n 60 "$log" >&2 || true
-        printf '[docker-setup] --- end of %s ---\n' "$log" >&2
-        return "$rc"
+        printf ' failed (exit %s)\n' "$rc"
+        show_log "$log"
     fi
+    return "$rc"
 }
 
 [ "$(id -u)" -eq 0 ] || fail "this script must run as root (it installs packages and starts dockerd)."
 mkdir -p "$LOG_DIR"
 
 # One run at a time: concurrent runs would race on apt, dockerd and the tags.
+# (dockerd and containerd are started with fd 9 closed, or they would hold it.)
 exec 9>"/var/lock/hodei-docker-setup.lock"
-flock 9
+flock -w 900 9 || fail "another docker-setup run has held /var/lock/hodei-docker-setup.lock for 15 minutes."
 
 APT_UPDATED=0
 apt_install() {
     if [ "$APT_UPDATED" -eq 0 ]; then
-        say "  apt-get update"
-        run_logged apt-update apt-get update || fail "apt-get update failed (see $LOG_DIR/apt-update.log)."
+        step "apt-get update" apt-update apt-get update || fail "apt-get update failed (see $LOG_DIR/apt-update.log)."
         APT_UPDATED=1
     fi
-    say "  apt-get install $*"
-    run_logged "apt-install-$1" apt-get install -y --no-install-recommends "$@" \
+    step "apt-get install $*" "apt-install-$1" apt-get install -y --no-install-recommends "$@" \
         || fail "apt-get install $* failed (see $LOG_DIR/apt-install-$1.log)."
 }
 
@@ -138,7 +146,7 @@ ensure_system_containerd() {
     fi
     command -v containerd >/dev/null || fail "$sock exists but no containerd answers on it and none is installed."
     say "  starting containerd (its socket $sock was left without a server)"
-    setsid nohup containerd >>/var/log/hodei-containerd.log 2>&1 </dev/null &
+    setsid nohup containerd >>/var/log/hodei-containerd.log 2>&1 </dev/null 9>&- &
     local i
     for ((i = 0; i < 30; i++)); do
         timeout 5 ctr --address "$sock" version >/dev/null 2>&1 && return 0
@@ -164,7 +172,7 @@ wait_for_engine() {
 start_dockerd() {
     say "  starting dockerd $* (log: $DOCKERD_LOG)"
     printf '\n=== %s: dockerd %s ===\n' "$(date -u +%FT%TZ)" "$*" >>"$DOCKERD_LOG"
-    setsid nohup dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    setsid nohup dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
     local pid=$! rc=0
     wait_for_engine "$pid" || rc=$?
     [ "$rc" -eq 0 ] && return 0
@@ -218,6 +226,7 @@ debian_mirror() {
         return 0
     fi
     local host_codename="" files=() f
+    # shellcheck disable=SC1091
     host_codename="$(. /etc/os-release 2>/dev/null && printf '%s' "${VERSION_CODENAME:-}")" || true
     [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
     for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
@@ -283,16 +292,14 @@ stage_base() {
     rootfs="$(mktemp -d /var/tmp/hodei-rootfs.XXXXXX)"
     # shellcheck disable=SC2064
     trap "rm -rf '$rootfs'" EXIT
-    say "  debootstrap --variant=minbase $SUITE from $mirror (about a minute)"
-    run_logged debootstrap debootstrap --variant=minbase --include=python3,python3-venv \
+    step "debootstrap --variant=minbase $SUITE from $mirror (about a minute)" debootstrap debootstrap --variant=minbase --include=python3,python3-venv \
         "$SUITE" "$rootfs" "$mirror" \
         || fail "debootstrap of $SUITE failed (see $LOG_DIR/debootstrap.log)."
     # Downloaded packages and package lists are of no use without a network;
     # /dev is mounted over by Docker in every container.
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
-        "$rootfs"/var/lib/apt/lists/* "$rootfs"/dev/*
-    say "  docker import $BASE_IMAGE"
-    tar -C "$rootfs" -c . | run_logged docker-import docker import \
+    rm -rf "${rootfs:?}"/var/cache/apt/archives/*.deb "${rootfs:?}"/var/cache/apt/*.bin \
+        "${rootfs:?}"/var/lib/apt/lists/* "${rootfs:?}"/dev/*
+    tar -C "$rootfs" -c . | step "docker import $BASE_IMAGE" docker-import docker import \
         --change 'ENV LANG=C.UTF-8' \
         --change 'CMD ["/bin/bash"]' \
         --change "LABEL org.opencontainers.image.description=\"Debian $SUITE minbase with python3, made by debootstrap\"" \
@@ -302,19 +309,27 @@ stage_base() {
     trap - EXIT
 }
 
-# A hash of what goes into the worker image: the project's Python sources and
-# packaging files, Dockerfile.worker, this script and the base image's id.
+# A hash of what goes into the worker image: every file of the project's
+# top-level Python packages (and of src/, if any), its packaging files,
+# Dockerfile.worker, this script and the base image's id.
 source_hash() {
     local base_id
     base_id="$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")"
     {
         (
             cd "$SRC_DIR"
-            find . \( -name '.?*' -o -name __pycache__ -o -name '*.egg-info' -o -name node_modules \
-                    -o -path ./build -o -path ./dist -o -path ./tests -o -path ./bench -o -path ./docs \) -prune \
-                -o -type f \( -name '*.py' -o -name '*.pyi' -o -name py.typed -o -name pyproject.toml \
-                    -o -name setup.cfg -o -name setup.py -o -name 'README*' -o -name 'LICENSE*' \) -print0 \
-                | LC_ALL=C sort -z | xargs -0 -r sha256sum
+            {
+                local d
+                for d in */; do
+                    d="${d%/}"
+                    if [ -f "$d/__init__.py" ] || [ "$d" = src ]; then
+                        find "$d" \( -name __pycache__ -o -name '*.egg-info' -o -name '.?*' \) -prune \
+                            -o -type f ! -name '*.py[co]' -print0
+                    fi
+                done
+                find . -maxdepth 1 -type f \( -name pyproject.toml -o -name setup.cfg -o -name setup.py \
+                    -o -name 'README*' -o -name 'LICENSE*' -o -name MANIFEST.in \) -print0
+            } | LC_ALL=C sort -z | xargs -0 -r sha256sum
         )
         sha256sum <"$DOCKERFILE"
         sha256sum <"$SELF"
@@ -349,13 +364,11 @@ stage_worker() {
     ctx="$(mktemp -d /var/tmp/hodei-worker-ctx.XXXXXX)"
     # shellcheck disable=SC2064
     trap "rm -rf '$ctx'" EXIT
-    say "  pip wheel $SRC_DIR (the project and its dependencies)"
-    run_logged pip-wheel "$PYTHON" -m pip wheel --disable-pip-version-check \
+    step "pip wheel $SRC_DIR (the project and its dependencies)" pip-wheel "$PYTHON" -m pip wheel --disable-pip-version-check \
         --wheel-dir "$ctx/wheels" "$SRC_DIR" \
         || fail "pip wheel of $SRC_DIR failed (see $LOG_DIR/pip-wheel.log)."
     cp "$DOCKERFILE" "$ctx/Dockerfile.worker"
-    say "  docker build $WORKER_IMAGE (${hash:0:12})"
-    run_logged docker-build docker build --network none \
+    step "docker build $WORKER_IMAGE (${hash:0:12})" docker-build docker build --network none \
         --build-arg "BASE_IMAGE=$BASE_IMAGE" \
         --label "$HASH_LABEL=$hash" \
         -t "$WORKER_IMAGE" -f "$ctx/Dockerfile.worker" "$ctx" \
@@ -364,7 +377,7 @@ stage_worker() {
     trap - EXIT
 
     # The agent's entry point must load: catches a wheel that does not fit.
-    run_logged worker-smoke docker run --rm --network none --entrypoint /opt/hodei/bin/python \
+    step "check that hodei-agent loads in $WORKER_IMAGE" worker-smoke docker run --rm --network none --entrypoint /opt/hodei/bin/python \
         "$WORKER_IMAGE" -c '
 import importlib.metadata as md
 eps = [e for e in md.entry_points(group="console_scripts") if e.name == "hodei-agent"]
