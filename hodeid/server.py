@@ -222,6 +222,7 @@ class Server:
             task.cancel()
         await asyncio.gather(*self._conns, return_exceptions=True)
         await app.pool.remove_stopping()
+        await app.pool.finish_removals()
         await app.tasks.cancel_all()
         app.logs.close_all()
         await app.store.close()

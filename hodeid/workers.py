@@ -94,6 +94,7 @@ class Pool:
         self._backoff = 0.0
         self._backoff_until = 0.0
         self.provision_error = ""
+        self._removals: set[asyncio.Task[Any]] = set()
 
     # ---- views ----------------------------------------------------------------------------------
 
@@ -231,6 +232,8 @@ class Pool:
             await self.jobs.lost(job_id, f"worker {worker.id} lost: {reason}")
 
     async def _forget(self, worker: Worker, state: WorkerState) -> None:
+        """Drop the worker and have its process or container removed, in the background."""
+        force = state is S.LOST or worker.state is S.STARTING
         if worker.writer is not None:
             worker.writer.close()
             worker.writer = None
@@ -238,11 +241,21 @@ class Pool:
         self.workers.pop(worker.id, None)
         await self.store.update_worker(worker.id, state=str(state), job_id=worker.job_id)
         if worker.handle:
-            try:
-                await self.provider.stop(worker.handle, force=state is S.LOST)
-            except Exception as e:
-                log.error("could not remove worker %s: %s", worker.id, e)
+            task = self.tasks.spawn(self._remove(worker, force), name=f"remove-{worker.id}")
+            self._removals.add(task)
+            task.add_done_callback(self._removals.discard)
         self.on_idle()
+
+    async def _remove(self, worker: Worker, force: bool) -> None:
+        try:
+            await self.provider.stop(worker.handle, force=force)
+        except Exception as e:
+            log.error("could not remove worker %s: %s", worker.id, e)
+
+    async def finish_removals(self, timeout: float = 20.0) -> None:
+        """At shutdown: let pending removals of workers finish, so none is left behind."""
+        if self._removals:
+            await asyncio.wait(list(self._removals), timeout=timeout)
 
     # ---- supervision ----------------------------------------------------------------------------
 
@@ -273,8 +286,11 @@ class Pool:
                 idle_count -= 1
 
     async def stop_idle(self) -> None:
+        """At shutdown: idle workers are asked to exit, workers still starting are removed."""
         for worker in self.idle():
             self.retire(worker, "hodeid is stopping")
+        for worker in [w for w in self.workers.values() if w.state is S.STARTING]:
+            await self._forget(worker, S.GONE)
 
     async def remove_stopping(self) -> None:
         """At shutdown: make sure retired workers are gone, not merely asked to go."""

@@ -142,7 +142,7 @@ class DockerProvider:
         container = self.docker.containers.container(handle)
         if not force:
             try:
-                await container.wait(timeout=5)  # the agent exits by itself when asked to
+                await asyncio.wait_for(container.wait(), 5)  # the agent exits by itself when asked to
             except Exception:
                 pass
         await self._remove(handle)

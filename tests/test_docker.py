@@ -1,0 +1,217 @@
+"""The Docker provider against a real Docker engine, end to end through hodeictl."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import Daemon, wait_for
+
+IMAGE = os.environ.get("HODEI_WORKER_IMAGE", "hodei-worker:latest")
+pytestmark = pytest.mark.docker
+
+
+def docker(*args: str, check: bool = True, input: bytes | None = None) -> str:
+    res = subprocess.run(["docker", *args], capture_output=True, timeout=120, input=input)
+    if check and res.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {res.stderr.decode()}")
+    return res.stdout.decode()
+
+
+def managed_containers(all_: bool = True) -> list[str]:
+    out = docker("ps", "-q", *(["-a"] if all_ else []), "--filter", "label=hodei.managed=true")
+    return out.split()
+
+
+def engine_ready() -> str | None:
+    """None when the engine answers and the worker image exists; else why not."""
+    try:
+        docker("info")
+    except (AssertionError, FileNotFoundError, subprocess.TimeoutExpired) as e:
+        return f"no Docker engine answers ({e}); run scripts/docker-setup.sh as root"
+    try:
+        docker("image", "inspect", IMAGE)
+    except AssertionError:
+        return f"the worker image {IMAGE} is missing; run scripts/docker-setup.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def engine() -> None:
+    why = engine_ready()
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true requires the Docker tests to run, but {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture
+def dockerd(engine, make_daemon):
+    """Start hodeid on the docker provider; no managed container outlives the test."""
+    made = []
+
+    def make(*args: str, start: bool = True) -> Daemon:
+        d = make_daemon("--provider", "docker", "--image", IMAGE, "--network", "none", "--provision-timeout", "60",
+                        *args, start=start)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+    for cid in managed_containers():
+        docker("rm", "-f", cid, check=False)
+
+
+def container_of(d: Daemon, job: dict) -> str:
+    return f"hodei-worker-{job['worker_id']}"
+
+
+def procs_in(container: str) -> list[str]:
+    """Command lines of the processes running in a container."""
+    script = 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done'
+    return [line.strip() for line in docker("exec", container, "sh", "-c", script).splitlines() if line.strip()]
+
+
+def test_auto_provisions_a_container_from_zero_and_removes_it_when_idle(dockerd) -> None:
+    """With no worker, `submit -f` creates a container whose agent registers and runs the job; idle, it goes."""
+    d: Daemon = dockerd("--idle-timeout", "2")
+    assert d.workers() == [] and managed_containers() == []
+    res = d.ctl("submit", "-f", "echo hi from $(hostname); cat /etc/debian_version >/dev/null && echo in-container")
+    assert res.returncode == 0
+    lines = res.stdout.decode().splitlines()
+    assert lines[0].startswith("hi from ") and lines[1] == "in-container"
+    (job,) = d.jobs()
+    assert job["state"] == "succeeded"
+    (worker,) = d.workers()
+    assert worker["provider"] == "docker" and worker["image"] == IMAGE and worker["jobs_run"] == 1
+    name = container_of(d, job)
+    labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", name))
+    assert labels["hodei.managed"] == "true" and labels["hodei.worker-id"] == job["worker_id"]
+    assert docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", name).strip() == "none"
+    wait_for(lambda: managed_containers() == [] and d.workers() == [], timeout=30,
+             what="the idle container to be removed")
+
+
+def test_five_concurrent_jobs_run_in_five_containers_in_parallel(dockerd) -> None:
+    """Five `sleep 3` jobs run in five containers at the same time."""
+    d: Daemon = dockerd("--max-workers", "5", "--min-idle", "5")
+    wait_for(lambda: [w["state"] for w in d.workers()] == ["idle"] * 5, timeout=90, what="five idle containers")
+    submits = [d.popen_ctl("submit", "sleep 3") for _ in range(5)]
+    ids = [int(p.communicate(timeout=30)[0]) for p in submits]
+    jobs = [d.wait_final(jid, timeout=60) for jid in ids]
+    assert all(j["state"] == "succeeded" for j in jobs)
+    assert len({j["worker_id"] for j in jobs}) == 5
+    assert max(j["started_at"] for j in jobs) < min(j["finished_at"] for j in jobs)
+    assert len(managed_containers(all_=False)) == 5
+
+
+def test_three_phase_script_streams_live_and_in_order(dockerd) -> None:
+    """A multi-phase script's lines reach a follower while it still runs, in order, with the exit status."""
+    d: Daemon = dockerd()
+    script = "for phase in 1 2 3; do for i in 1 2; do echo phase $phase step $i; done; sleep 1; done; echo end >&2; exit 3"
+    follower = d.popen_ctl("submit", "-f", script)
+    assert follower.stdout is not None
+    first = follower.stdout.readline()
+    assert first == b"phase 1 step 1\n"
+    (job,) = d.jobs()
+    assert job["state"] == "running"  # we read the first line while the job was still running
+    rest = follower.stdout.read()  # not communicate(): it would skip what readline() buffered
+    assert follower.wait(timeout=60) == 3
+    follower.stdout.close()
+    assert follower.stderr is not None
+    err = follower.stderr.read()
+    follower.stderr.close()
+    expected = [f"phase {p} step {i}" for p in (1, 2, 3) for i in (1, 2)]
+    assert (first + rest).decode().splitlines() == expected and err == b"end\n"
+
+
+def test_failing_command_and_env(dockerd) -> None:
+    """A failing command ends failed with its stderr kept; --env values reach the job."""
+    d: Daemon = dockerd()
+    bad = d.submit("ls /no/such/dir")
+    env = d.submit("--env", "GREETING=hello docker", 'echo "$GREETING"')
+    jb, je = d.wait_final(bad, timeout=90), d.wait_final(env, timeout=90)
+    assert jb["state"] == "failed" and jb["exit_code"] == 2
+    logs = d.ctl("logs", str(bad))
+    assert logs.stdout == b"" and b"/no/such/dir" in logs.stderr
+    assert je["state"] == "succeeded" and d.output(env) == b"hello docker\n"
+
+
+def test_cancel_reaches_the_job_inside_the_container(dockerd) -> None:
+    """Cancel delivers SIGTERM inside the container (the trap says so) and leaves no job process behind."""
+    d: Daemon = dockerd()
+    jid = d.submit("trap 'echo got TERM; exit 143' TERM; echo started; sleep 300 & wait")
+    wait_for(lambda: d.output(jid) == b"started\n", timeout=90, what="the job to start")
+    name = container_of(d, d.job(jid))
+    assert any(p.startswith("sleep 300") for p in procs_in(name))
+    d.ctl("cancel", str(jid))
+    job = d.job(jid)
+    assert job["state"] == "cancelled"
+    assert d.output(jid) == b"started\ngot TERM\n"
+    assert not any(p.startswith("sleep") or "trap" in p for p in procs_in(name))
+
+
+def test_term_ignoring_job_is_killed_after_the_grace(dockerd) -> None:
+    """A job that ignores SIGTERM inside a container is SIGKILLed after the grace period."""
+    d: Daemon = dockerd()
+    jid = d.submit("--grace", "1", "trap '' TERM; echo started; while :; do sleep 0.1; done")
+    wait_for(lambda: d.output(jid) == b"started\n", timeout=90, what="the job to start")
+    name = container_of(d, d.job(jid))
+    d.ctl("cancel", str(jid))
+    job = d.job(jid)
+    assert job["state"] == "cancelled" and job["signal"] == 9
+    assert not any("while" in p or p.startswith("sleep") for p in procs_in(name))
+
+
+def test_container_that_never_registers_is_reaped_and_the_job_runs_elsewhere(dockerd, tmp_path) -> None:
+    """A worker whose agent never registers is removed after the provision timeout; its job runs on a new one."""
+    slow = "hodei-worker-test-stuck:latest"
+    gate = "/run/hodei-agent"
+    dockerfile = (f"FROM {IMAGE}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"if [ -e {gate}/let-in ]; then exec "
+                  f"/opt/hodei/bin/hodei-agent; else touch {gate}/stuck-$HOSTNAME; exec sleep 1000; fi\"]\n")
+    docker("build", "--network", "none", "-t", slow, "-", input=dockerfile.encode())
+    d: Daemon = dockerd("--image", slow, "--provision-timeout", "3")
+    jid = d.submit("echo ran")
+    agent_dir = d.agent_socket.parent
+    wait_for(lambda: list(agent_dir.glob("stuck-*")), timeout=60, what="the first container to get stuck")
+    (first,) = managed_containers()
+    (agent_dir / "let-in").touch()  # later containers register; the first one sleeps on
+    job = d.wait_final(jid, timeout=90)
+    assert job["state"] == "succeeded" and d.output(jid) == b"ran\n"
+    assert first not in managed_containers()
+    assert "did not register" in d.log()
+
+
+def test_container_killed_from_outside_makes_its_job_lost(dockerd) -> None:
+    """`docker kill` of a worker mid-job makes the job lost, with the reason, within the heartbeat timeout."""
+    d: Daemon = dockerd()
+    jid = d.submit("echo started; sleep 300")
+    wait_for(lambda: d.output(jid) == b"started\n", timeout=90, what="the job to start")
+    name = container_of(d, d.job(jid))
+    docker("kill", name)
+    job = d.wait_final(jid, timeout=5 + 5)  # the fixture's heartbeat timeout, plus slack for a loaded machine
+    assert job["state"] == "lost" and job["worker_id"] in job["reason"]
+    wait_for(lambda: managed_containers() == [], timeout=30, what="the dead container to be removed")
+
+
+def test_stray_labelled_container_is_removed_at_start(dockerd) -> None:
+    """A container labelled hodei.managed that hodeid does not know is removed when hodeid starts."""
+    stray = docker("run", "-d", "--network", "none", "--label", "hodei.managed=true", "--label",
+                   "hodei.worker-id=wstray", "--entrypoint", "sleep", IMAGE, "1000").strip()
+    assert stray in " ".join(managed_containers()) or stray[:12] in managed_containers()
+    d: Daemon = dockerd()
+    assert d.ready()
+    assert managed_containers() == []
+
+
+def test_stop_leaves_no_idle_container(dockerd) -> None:
+    """A graceful stop of hodeid removes its idle containers."""
+    d: Daemon = dockerd()
+    d.wait_final(d.submit("true"), timeout=90)
+    assert len(managed_containers()) == 1
+    assert d.stop() == 0
+    wait_for(lambda: managed_containers() == [], timeout=30, what="the idle container to be removed")
