@@ -139,6 +139,7 @@ class Assignment(msgspec.Struct, omit_defaults=True):
     cwd: str = ""
     timeout: float | None = None
     grace: float = 10.0
+    uid: int | None = None  # run as this user (a root agent on the submitter's host)
 
 
 # ---- handshake ------------------------------------------------------------------------------------

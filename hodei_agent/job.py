@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import logging
 import os
+import pwd
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,27 @@ async def _reader(fd: int) -> asyncio.StreamReader:
     reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
     return reader
+
+
+def identity(uid: int | None) -> dict[str, object]:
+    """subprocess arguments to run as ``uid`` with its groups; nothing when it is us.
+
+    A preexec_fn rather than user=/group=: uvloop's subprocess does not take those.
+    """
+    if uid is None or uid == os.geteuid():
+        return {}
+    try:
+        entry = pwd.getpwuid(uid)
+        gid, groups = entry.pw_gid, os.getgrouplist(entry.pw_name, entry.pw_gid)
+    except KeyError:
+        gid, groups = uid, [uid]
+
+    def become() -> None:
+        os.setgroups(groups)
+        os.setgid(gid)
+        os.setuid(uid)
+
+    return {"preexec_fn": become}
 
 
 class SpawnFailed(Exception):
@@ -90,12 +112,13 @@ class JobProcess:
                 cwd=a.cwd or None,
                 env=job_env(a),
                 start_new_session=True,  # its own process group: signals reach every process of the job
+                **identity(a.uid),
             )
         except FileNotFoundError as e:
             raise SpawnFailed(f"cannot run {a.command[0]!r}: command not found", 127) from e
         except PermissionError as e:
             raise SpawnFailed(f"cannot run {a.command[0]!r}: permission denied", 126) from e
-        except OSError as e:
+        except Exception as e:  # whatever it is, the job failed to start and the agent carries on
             raise SpawnFailed(f"cannot start the job: {e}", 126) from e
         finally:
             os.close(out_w)

@@ -45,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", type=Path, default=None, help="control socket (env HODEI_SOCKET)")
     p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
     p.add_argument("--socket-group", default=os.environ.get("HODEI_SOCKET_GROUP"), help="make the control socket 0660 for this group")
+    p.add_argument("--admin-group", default=os.environ.get("HODEI_ADMIN_GROUP"), help="members see and cancel all jobs")
     p.add_argument("--provider", choices=["local", "docker", "auto"], default=os.environ.get("HODEI_PROVIDER", "local"))
     p.add_argument("--max-workers", type=_positive(int), default=d["max_workers"].default_factory())  # type: ignore[misc]
     p.add_argument("--min-idle", type=_positive(int), default=0)
@@ -67,6 +68,7 @@ def config_from(args: argparse.Namespace) -> Config:
         socket=args.socket or default_socket(),
         agent_socket=args.agent_socket,
         socket_group=args.socket_group,
+        admin_group=args.admin_group,
         provider=args.provider,
         max_workers=max(1, args.max_workers),
         min_idle=args.min_idle,

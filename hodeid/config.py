@@ -15,6 +15,7 @@ class Config:
     socket: Path = field(default_factory=default_socket)
     agent_socket: Path | None = None  # default: agent/agent.sock beside the control socket
     socket_group: str | None = None  # control socket 0660 with this group instead of 0600
+    admin_group: str | None = None  # members see and cancel every user's jobs, as root does
     provider: str = "local"  # local | docker | auto
     max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     min_idle: int = 0

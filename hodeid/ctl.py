@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import grp
+import os
+import pwd
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -34,6 +37,7 @@ from hodei.protocol import (
 from hodeid.app import App
 from hodeid.cancel import cancel
 from hodeid.jobs import InvalidSpec, JobNotFound
+from hodeid.store import StoredJob
 
 T = TypeVar("T")
 
@@ -48,6 +52,7 @@ class CtlSession:
         self.reader = reader
         self.writer = writer
         self.uid = uid
+        self.sees_all = sees_all(app, uid)
 
     async def run(self) -> None:
         await self.writer.send(Welcome(version=PROTOCOL_VERSION, daemon="hodeid"))
@@ -67,16 +72,19 @@ class CtlSession:
         app, send = self.app, self.writer.send
         match req:
             case Submit(spec=spec):
+                if self.uid is not None and os.geteuid() not in (0, self.uid):
+                    raise InvalidSpec(f"hodeid runs as uid {os.geteuid()} and cannot run jobs as uid {self.uid};"
+                                      " start your own hodeid, or ask for a hodeid that runs as root")
                 job = await app.jobs.submit(spec, self.uid)
                 await send(JobReply(job=job.info))
             case GetJob(job_id=job_id):
-                await send(JobReply(job=(await app.jobs.get(job_id)).info))
+                await send(JobReply(job=(await self._job(job_id)).info))
             case ListJobs(states=states, limit=limit):
-                jobs = await app.store.list_jobs(states, limit, owner_uid=None)
+                jobs = await app.store.list_jobs(states, limit, owner_uid=None if self.sees_all else self.uid)
                 await send(JobsReply(jobs=[j.info for j in jobs]))
             case CancelJobs(job_ids=ids, grace=grace, wait=wait):
                 for job_id in ids:
-                    await app.jobs.get(job_id)  # unknown ids fail before anything is cancelled
+                    await self._job(job_id)  # unknown (or others') ids fail before anything is cancelled
                 for job_id in ids:
                     await cancel(app, job_id, grace, "cancelled by user")
                 if wait:
@@ -84,7 +92,7 @@ class CtlSession:
                 await send(JobsReply(jobs=[(await app.jobs.get(i)).info for i in ids]))
             case WaitJobs(job_ids=ids):
                 for job_id in ids:
-                    await app.jobs.get(job_id)
+                    await self._job(job_id)
                 await self._until_gone(self._wait_all(ids))
                 await send(JobsReply(jobs=[(await app.jobs.get(i)).info for i in ids]))
             case ReadLogs():
@@ -94,13 +102,20 @@ class CtlSession:
             case Ping():
                 await send(Pong())
 
+    async def _job(self, job_id: int) -> StoredJob:
+        """The job, if this caller may see it: their own, or any for root and the admin group."""
+        job = await self.app.jobs.get(job_id)
+        if not self.sees_all and job.owner_uid != self.uid:
+            raise JobNotFound(f"no job {job_id}: `hodeictl list` shows the jobs there are")
+        return job
+
     async def _wait_all(self, ids: list[int]) -> None:
         for job_id in ids:
             await self.app.jobs.wait_final(job_id)
 
     async def _logs(self, req: ReadLogs) -> None:
         app, writer = self.app, self.writer
-        job = await app.jobs.get(req.job_id)
+        job = await self._job(req.job_id)
         attempt = job.info.attempt
         offset, skip = 0, 0
         if req.tail is not None:
@@ -137,6 +152,20 @@ class CtlSession:
             await asyncio.gather(task, return_exceptions=True)
             raise ClientGone()
         return task.result()
+
+
+def sees_all(app: App, uid: int | None) -> bool:
+    if uid is None or uid == 0 or uid == os.geteuid():
+        return True
+    group = app.config.admin_group
+    if not group:
+        return False
+    try:
+        gid = grp.getgrnam(group).gr_gid
+        name = pwd.getpwuid(uid).pw_name
+        return gid in os.getgrouplist(name, pwd.getpwuid(uid).pw_gid)
+    except KeyError:
+        return False
 
 
 async def serve_ctl(app: App, reader: FrameReader[CtlRequest], writer: FrameWriter, uid: int | None) -> None:

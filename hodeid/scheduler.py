@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from hodei.protocol import Assign, Assignment, JobState, WorkerState
 from hodeid.jobs import Jobs
@@ -31,6 +32,8 @@ def assignment(job: StoredJob, local: bool) -> Assignment:
         cwd=cwd,
         timeout=spec.timeout,
         grace=spec.grace,
+        # A root hodeid runs each local job as the user who submitted it.
+        uid=job.owner_uid if local and job.owner_uid and os.geteuid() == 0 else None,
     )
 
 

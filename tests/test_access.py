@@ -1,0 +1,62 @@
+"""Each user sees and cancels only their own jobs, and their jobs run as them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from conftest import BIN, Daemon
+
+NOBODY = 65534
+
+
+def as_nobody(d: Daemon, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           str(BIN / "hodeictl"), *args], capture_output=True, timeout=60, env=d.env, cwd="/")
+
+
+@pytest.fixture
+def shared(make_daemon) -> Daemon:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as two users")
+    d: Daemon = make_daemon("--socket-group", "nogroup", start=False)
+    d.root.chmod(0o755)
+    return d.start()
+
+
+def test_group_socket_is_0660(shared: Daemon) -> None:
+    """With --socket-group the control socket is 0660 and owned by that group; the agent socket stays private."""
+    st = os.stat(shared.socket)
+    assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == NOBODY
+    assert stat.S_IMODE(os.stat(shared.agent_socket).st_mode) == 0o600
+
+
+def test_users_see_only_their_own_jobs_and_jobs_run_as_them(shared: Daemon) -> None:
+    """Another user's jobs are invisible and uncancellable to a user; root sees all; a job runs as its submitter."""
+    mine = shared.submit("sleep 300")
+    res = as_nobody(shared, "submit", "id -u; id -g")
+    assert res.returncode == 0, res.stderr
+    theirs = int(res.stdout)
+    assert shared.wait_final(theirs)["state"] == "succeeded"
+    assert shared.output(theirs) == f"{NOBODY}\n{NOBODY}\n".encode()
+    listed = json.loads(as_nobody(shared, "list", "--json").stdout)
+    assert [j["id"] for j in listed] == [theirs]
+    for cmd in (["show", str(mine)], ["cancel", str(mine)], ["logs", str(mine)], ["wait", str(mine)]):
+        refused = as_nobody(shared, *cmd)
+        assert refused.returncode == 4 and b"no job" in refused.stderr, cmd
+    assert shared.job(mine)["state"] in ("queued", "assigned", "running")
+    assert {j["id"] for j in shared.jobs()} == {mine, theirs}  # root sees everything
+    shared.ctl("cancel", "--grace", "0", str(mine))
+
+
+def test_other_users_cannot_reach_a_private_socket(daemon: Daemon) -> None:
+    """Without --socket-group, another user cannot even connect."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another user")
+    daemon.root.chmod(0o755)
+    res = as_nobody(daemon, "list")
+    assert res.returncode == 3 and b"permission denied" in res.stderr
