@@ -15,7 +15,7 @@ import msgspec
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 8 * 1024 * 1024  # bytes in one frame body; larger frames are refused before reading
-HANDSHAKE_TIMEOUT = 10.0  # seconds a peer has to send its Hello
+HANDSHAKE_TIMEOUT = 10.0  # seconds a peer waits for the answer to its Hello (hodeid: --handshake-timeout)
 
 
 class Role(enum.StrEnum):

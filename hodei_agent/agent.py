@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from hodei.errors import HodeiError, ProtocolError
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
+    HANDSHAKE_TIMEOUT,
     PROTOCOL_VERSION,
     Accept,
     Ack,
@@ -111,7 +112,7 @@ class Agent:
         writer = FrameWriter(w)
         try:
             await writer.send(Hello(version=PROTOCOL_VERSION, role=Role.AGENT, worker_id=self.cfg.worker_id, token=self.cfg.token))
-            reply = await asyncio.wait_for(FrameReader[HandshakeReply](r, HandshakeReply).read(), 10.0)
+            reply = await asyncio.wait_for(FrameReader[HandshakeReply](r, HandshakeReply).read(), HANDSHAKE_TIMEOUT)
             if isinstance(reply, Error):
                 raise AuthRefused(reply.message)
             if not isinstance(reply, Welcome):

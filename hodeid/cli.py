@@ -53,6 +53,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-interval", type=_positive(float), default=d["heartbeat_interval"].default)
     p.add_argument("--heartbeat-timeout", type=_positive(float), default=d["heartbeat_timeout"].default)
     p.add_argument("--provision-timeout", type=_positive(float), default=d["provision_timeout"].default)
+    p.add_argument("--handshake-timeout", type=_positive(float), default=d["handshake_timeout"].default,
+                   help="drop a connection that sends no hello within this many seconds")
     p.add_argument("--max-jobs-per-worker", type=_positive(int), default=0, help="retire a worker after N jobs (0: never)")
     p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default), help="docker worker image")
     p.add_argument("--network", default="", help="docker network mode for workers (default: the engine's)")
@@ -77,6 +79,7 @@ def config_from(args: argparse.Namespace) -> Config:
         heartbeat_timeout=args.heartbeat_timeout,
         provision_timeout=args.provision_timeout,
         max_jobs_per_worker=args.max_jobs_per_worker,
+        handshake_timeout=args.handshake_timeout,
         image=args.image,
         network=args.network,
         cpus=args.cpus,

@@ -25,6 +25,7 @@ class Config:
     provision_timeout: float = 60.0
     max_jobs_per_worker: int = 0  # 0: no limit
     default_grace: float = 10.0
+    handshake_timeout: float = 10.0  # seconds a new connection has to say hello
     # docker provider
     image: str = "hodei-worker:latest"
     network: str = ""  # docker network mode; "" is the engine's default

@@ -17,7 +17,6 @@ from typing import Any
 from hodei.errors import FrameTooLarge, HodeiError, ProtocolError, SocketInUse, StateDirError
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
-    HANDSHAKE_TIMEOUT,
     PROTOCOL_VERSION,
     AgentToDaemon,
     CtlRequest,
@@ -149,7 +148,7 @@ class Server:
         self._conns.add(task)
         writer = FrameWriter(w)
         try:
-            hello = await asyncio.wait_for(FrameReader[Hello](r, Hello).read(), HANDSHAKE_TIMEOUT)
+            hello = await asyncio.wait_for(FrameReader[Hello](r, Hello).read(), self.config.handshake_timeout)
             if hello is None:
                 return
             if hello.version != PROTOCOL_VERSION:
@@ -165,7 +164,7 @@ class Server:
             else:
                 await serve_agent(self.app, hello, FrameReader[AgentToDaemon](r, AgentToDaemon), writer)
         except TimeoutError:
-            log.info("dropped a %s connection that sent no hello within %.0fs", role, HANDSHAKE_TIMEOUT)
+            log.info("dropped a %s connection that sent no hello within %gs", role, self.config.handshake_timeout)
         except AuthError as e:
             log.warning("%s", e)
             await _try_send(writer, Error(code=ErrorCode.AUTH, message=str(e)))

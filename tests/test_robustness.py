@@ -93,3 +93,15 @@ def test_many_garbage_connections_in_a_row(daemon: Daemon) -> None:
     for i in range(300):
         _raw(daemon, os.urandom(64 + i))
     assert daemon.wait_final(daemon.submit("true"))["state"] == "succeeded"
+
+
+def test_silent_client_is_dropped_after_the_handshake_timeout(make_daemon) -> None:
+    """A client that connects and says nothing is disconnected once the handshake time is up."""
+    d: Daemon = make_daemon("--handshake-timeout", "1")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(str(d.socket))
+    assert s.recv(100) == b""  # closed by hodeid, not by us
+    s.close()
+    assert "sent no hello within 1s" in d.log()
+    assert d.wait_final(d.submit("true"))["state"] == "succeeded"
