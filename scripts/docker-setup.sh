@@ -18,16 +18,17 @@
 #   2. base    hodei-base:bookworm from `debootstrap --variant=minbase
 #              --include=python3,python3-venv bookworm`, via `docker import`.
 #              Skipped when the image exists.
-#   3. worker  hodei-worker:latest from Dockerfile.worker with the wheels of
-#              the hodei project and its dependencies. Skipped when the image's
-#              label hodei.source-hash matches the sources.
+#   3. worker  hodei-worker:latest, built by `hodeid build-image` (Dockerfile.worker
+#              and wheels of the project and its dependencies, network none).
+#              Skipped when the image's label hodei.source-hash matches.
 #
 # Environment:
 #   HODEI_WORKER_IMAGE      worker image tag          (hodei-worker:latest)
 #   HODEI_BASE_IMAGE        base image tag            (hodei-base:bookworm)
 #   HODEI_SRC_DIR           project to build wheels from (the repo root)
-#   HODEI_PYTHON            host Python that runs `pip wheel` (python3); must
-#                           have the same major.minor as the base image's (3.11)
+#   HODEI_HODEID            the hodeid that builds the image (hodeid on the PATH)
+#   HODEI_PYTHON            Python whose version must match the base image's
+#                           (default: hodeid's own, else python3)
 #   HODEI_DEBIAN_MIRROR     Debian mirror for debootstrap (read from apt's
 #                           sources when unset)
 #   HODEI_DOCKERD_TIMEOUT   seconds to wait for dockerd to answer (60)
@@ -41,7 +42,11 @@ SELF="$REPO_DIR/scripts/docker-setup.sh"
 SRC_DIR="${HODEI_SRC_DIR:-$REPO_DIR}"
 BASE_IMAGE="${HODEI_BASE_IMAGE:-hodei-base:bookworm}"
 WORKER_IMAGE="${HODEI_WORKER_IMAGE:-hodei-worker:latest}"
+HODEID="${HODEI_HODEID:-hodeid}"
 PYTHON="${HODEI_PYTHON:-python3}"
+if [ -z "${HODEI_PYTHON:-}" ] && [ -x "$(dirname "$(command -v "$HODEID" || echo /none)")/python" ]; then
+    PYTHON="$(dirname "$(command -v "$HODEID")")/python"  # the Python hodeid build-image makes wheels with
+fi
 DOCKERD_TIMEOUT="${HODEI_DOCKERD_TIMEOUT:-60}"
 LOG_DIR="${HODEI_SETUP_LOG_DIR:-/var/log/hodei-docker-setup}"
 DOCKERD_LOG="/var/log/hodei-dockerd.log"
@@ -360,21 +365,13 @@ stage_worker() {
     [ "$host_py" = "$image_py" ] \
         || fail "$PYTHON is Python $host_py but $BASE_IMAGE has $image_py: set HODEI_PYTHON to a python$image_py."
 
-    local ctx
-    ctx="$(mktemp -d /var/tmp/hodei-worker-ctx.XXXXXX)"
-    # shellcheck disable=SC2064
-    trap "rm -rf '$ctx'" EXIT
-    step "pip wheel $SRC_DIR (the project and its dependencies)" pip-wheel "$PYTHON" -m pip wheel --disable-pip-version-check \
-        --wheel-dir "$ctx/wheels" "$SRC_DIR" \
-        || fail "pip wheel of $SRC_DIR failed (see $LOG_DIR/pip-wheel.log)."
-    cp "$DOCKERFILE" "$ctx/Dockerfile.worker"
-    step "docker build $WORKER_IMAGE (${hash:0:12})" docker-build docker build --network none \
-        --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        --label "$HASH_LABEL=$hash" \
-        -t "$WORKER_IMAGE" -f "$ctx/Dockerfile.worker" "$ctx" \
-        || fail "docker build of $WORKER_IMAGE failed (see $LOG_DIR/docker-build.log)."
-    rm -rf "$ctx"
-    trap - EXIT
+    # The one documented way to build the worker image: hodeid build-image (Docker API, network none,
+    # wheels made by pip on this host).
+    command -v "$HODEID" >/dev/null \
+        || fail "$HODEID is not on the PATH: install hodei first (./scripts/test.sh does), or set HODEI_HODEID."
+    step "hodeid build-image $WORKER_IMAGE (${hash:0:12})" build-image "$HODEID" build-image -q \
+        --source "$SRC_DIR" --base "$BASE_IMAGE" --tag "$WORKER_IMAGE" --label "$HASH_LABEL=$hash" \
+        || fail "hodeid build-image of $WORKER_IMAGE failed (see $LOG_DIR/build-image.log)."
 
     # The agent's entry point must load: catches a wheel that does not fit.
     step "check that hodei-agent loads in $WORKER_IMAGE" worker-smoke docker run --rm --network none --entrypoint /opt/hodei/bin/python \
