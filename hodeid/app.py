@@ -31,7 +31,7 @@ class App:
     async def build(cls, config: Config, provider: Provider) -> App:
         store = await Store.open(config.db_path)
         changes = Notifier()
-        logs = LogStore(config.log_dir, changes)
+        logs = LogStore(config.log_dir, changes, config.max_log_bytes)
         jobs = Jobs(store, logs, changes)
         tasks = Tasks()
         pool = Pool(config, store, provider, jobs, tasks)

@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--provision-timeout", type=_positive(float), default=d["provision_timeout"].default)
     p.add_argument("--handshake-timeout", type=_positive(float), default=d["handshake_timeout"].default,
                    help="drop a connection that sends no hello within this many seconds")
+    p.add_argument("--max-log-bytes", type=_positive(int), default=d["max_log_bytes"].default,
+                   help="output kept per job (default 1 GiB; 0: no limit); past it a marker, the job runs on")
     p.add_argument("--max-jobs-per-worker", type=_positive(int), default=0, help="retire a worker after N jobs (0: never)")
     p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default), help="docker worker image")
     p.add_argument("--network", default="", help="docker network mode for workers (default: the engine's)")
@@ -80,6 +82,7 @@ def config_from(args: argparse.Namespace) -> Config:
         provision_timeout=args.provision_timeout,
         max_jobs_per_worker=args.max_jobs_per_worker,
         handshake_timeout=args.handshake_timeout,
+        max_log_bytes=args.max_log_bytes,
         image=args.image,
         network=args.network,
         cpus=args.cpus,

@@ -25,6 +25,7 @@ class Config:
     provision_timeout: float = 60.0
     max_jobs_per_worker: int = 0  # 0: no limit
     default_grace: float = 10.0
+    max_log_bytes: int = 1 << 30  # output kept per job attempt; past it a marker, and the rest is dropped
     handshake_timeout: float = 10.0  # seconds a new connection has to say hello
     # docker provider
     image: str = "hodei-worker:latest"

@@ -129,7 +129,8 @@ class CtlSession:
                     continue
                 data = rec.data[skip:] if skip else rec.data
                 skip = 0
-                writer.write(LogData(seq=rec.seq, stream=Stream(rec.stream), ts=rec.ts, data=data))
+                stream = Stream.STDOUT if rec.stream == Stream.STDOUT else Stream.STDERR  # notes go to stderr
+                writer.write(LogData(seq=rec.seq, stream=stream, ts=rec.ts, data=data))
             if records:
                 await writer.drain()
                 continue

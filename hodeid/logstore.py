@@ -18,6 +18,7 @@ from hodeid.notify import Notifier
 
 HEADER = struct.Struct(">QBdI")  # seq, stream, ts, length
 READ_BLOCK = 1 << 20
+NOTE = 3  # stream code of lines hodeid itself adds (the truncation marker); shown on stderr
 
 
 class Record:
@@ -42,14 +43,15 @@ def parse(buf: bytes | memoryview, start: int = 0) -> tuple[list[Record], int]:
 
 
 class _Open:
-    __slots__ = ("fd", "last_seq", "size")
+    __slots__ = ("fd", "last_seq", "size", "truncated")
 
-    def __init__(self, fd: int, last_seq: int, size: int) -> None:
-        self.fd, self.last_seq, self.size = fd, last_seq, size
+    def __init__(self, fd: int, last_seq: int, size: int, truncated: bool) -> None:
+        self.fd, self.last_seq, self.size, self.truncated = fd, last_seq, size, truncated
 
 
 class LogStore:
-    def __init__(self, directory: Path, changes: Notifier) -> None:
+    def __init__(self, directory: Path, changes: Notifier, max_bytes: int = 0) -> None:
+        self.max_bytes = max_bytes  # per attempt; 0: no limit
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self._open: dict[tuple[int, int], _Open] = {}
@@ -65,11 +67,11 @@ class LogStore:
         handle = self._open.get(key)
         if handle is None:
             path = self.path(job_id, attempt)
-            last_seq, good = scan(path)
+            last_seq, good, truncated = scan(path)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             if os.fstat(fd).st_size != good:  # a torn record left by a crash: cut it off
                 os.ftruncate(fd, good)
-            handle = self._open[key] = _Open(fd, last_seq, good)
+            handle = self._open[key] = _Open(fd, last_seq, good, truncated)
         return handle
 
     def last_seq(self, job_id: int, attempt: int) -> int:
@@ -80,9 +82,19 @@ class LogStore:
         handle = self._opened(job_id, attempt)
         if seq <= handle.last_seq:
             return False
-        os.write(handle.fd, HEADER.pack(seq, stream, ts, len(data)) + data)
+        if handle.truncated:  # over the cap: acknowledged, not kept; the job runs on
+            handle.last_seq = seq
+            return False
+        record = HEADER.pack(seq, stream, ts, len(data)) + data
+        if self.max_bytes and handle.size + len(data) > self.max_bytes:
+            data = data[: max(0, self.max_bytes - handle.size)]
+            note = (f"\n[hodei: output truncated here, past {self.max_bytes} bytes (--max-log-bytes);"
+                    " the job keeps running]\n").encode()
+            record = HEADER.pack(seq, stream, ts, len(data)) + data + HEADER.pack(seq, NOTE, ts, len(note)) + note
+            handle.truncated = True
+        os.write(handle.fd, record)
         handle.last_seq = seq
-        handle.size += HEADER.size + len(data)
+        handle.size += len(record)
         self._changes.notify(job_id)
         return True
 
@@ -160,19 +172,20 @@ def _index(path: Path) -> Iterator[tuple[int, int]]:
             pos += HEADER.size + length
 
 
-def scan(path: Path) -> tuple[int, int]:
-    """(last sequence number, size of the whole records) of a log file."""
-    last_seq, good = 0, 0
+def scan(path: Path) -> tuple[int, int, bool]:
+    """(last sequence number, size of the whole records, whether truncated) of a log file."""
+    last_seq, good, truncated = 0, 0, False
     try:
         f = open(path, "rb")
     except FileNotFoundError:
-        return 0, 0
+        return 0, 0, False
     with f:
         for offset, length in _index(path):
             f.seek(offset)
-            last_seq = HEADER.unpack(f.read(HEADER.size))[0]
+            last_seq, stream, _, _ = HEADER.unpack(f.read(HEADER.size))
+            truncated = truncated or stream == NOTE
             good = offset + HEADER.size + length
-    return last_seq, good
+    return last_seq, good, truncated
 
 
 def output_bytes(path: Path) -> int:

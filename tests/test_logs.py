@@ -97,3 +97,14 @@ def test_dev_stderr_and_dev_stdout_work_as_in_a_terminal(daemon: Daemon) -> None
     assert daemon.wait_final(jid)["state"] == "succeeded"
     res = daemon.ctl("logs", str(jid))
     assert res.stdout == b"to-out\n" and res.stderr == b"to-err\n"
+
+
+def test_output_past_the_cap_is_cut_with_a_marker_and_the_job_runs_on(make_daemon, tmp_path) -> None:
+    """Past --max-log-bytes the log says it was truncated, and the job still runs to its end."""
+    d: Daemon = make_daemon("--max-log-bytes", "100000")
+    jid = d.submit(f"head -c 1000000 /dev/zero | tr '\\0' x; echo finished > {tmp_path}/end")
+    job = d.wait_final(jid)
+    assert job["state"] == "succeeded" and (tmp_path / "end").read_text() == "finished\n"
+    res = d.ctl("logs", str(jid))
+    assert 90000 < len(res.stdout) <= 100000 and set(res.stdout) == {ord("x")}
+    assert b"output truncated here, past 100000 bytes" in res.stderr
