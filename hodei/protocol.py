@@ -91,6 +91,8 @@ class JobSpec(msgspec.Struct, omit_defaults=True):
     # runs on the same host, so `hodeictl submit make` behaves as `make` would in that shell.
     client_env: dict[str, str] = {}
     client_cwd: str = ""
+    retries: int = 0  # run again this many times at most when lost (and when failed, with retry_on_failure)
+    retry_on_failure: bool = False
 
 
 class JobInfo(msgspec.Struct, omit_defaults=False):
@@ -114,6 +116,7 @@ class JobInfo(msgspec.Struct, omit_defaults=False):
     image: str = ""
     attempt: int = 1
     log_bytes: int = 0
+    retries: int = 0
 
 
 class WorkerInfo(msgspec.Struct, omit_defaults=False):
@@ -172,6 +175,7 @@ class Submit(Message):
 
 class GetJob(Message):
     job_id: int
+    history: bool = False  # also the job's state changes, attempt by attempt
 
 
 class ListJobs(Message):
@@ -194,6 +198,7 @@ class ReadLogs(Message):
 
     job_id: int
     follow: bool = False
+    attempt: int = 0  # 0: the latest
     tail: int | None = None  # last N lines, per the whole log
     from_seq: int = 0  # resume after a reconnect: only chunks with seq > from_seq
 
@@ -209,8 +214,17 @@ class Ping(Message):
 # ---- control replies ------------------------------------------------------------------------------
 
 
+class JobEvent(msgspec.Struct):
+    at: float
+    from_state: JobState | None
+    to_state: JobState
+    worker_id: str | None
+    reason: str
+
+
 class JobReply(Message):
     job: JobInfo
+    history: list[JobEvent] = []
 
 
 class JobsReply(Message):

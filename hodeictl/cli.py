@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import msgspec
 import typer
 
 from hodei.errors import HodeiError, UsageError
@@ -91,10 +92,14 @@ def submit(
     priority: Annotated[int, typer.Option("--priority", help="higher runs first")] = 0,
     label: Annotated[list[str], typer.Option("--label", "-l", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
     image: Annotated[str, typer.Option("--image", help="worker image (docker provider)")] = "",
+    retries: Annotated[int, typer.Option("--retries", help="run again up to N times if its worker is lost")] = 0,
+    retry_on_failure: Annotated[bool, typer.Option("--retry-on-failure", help="retry failed runs too")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="follow the output; exit with the job's status")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Queue a command. Prints the job id (or follows it with -f)."""
+    if retries < 0:
+        fail("--retries must be zero or more")
     if not command or (len(command) == 1 and not command[0].strip()):
         fail("the command is empty: give a shell line, or an argv after --")
     if timeout is not None and timeout <= 0:
@@ -104,7 +109,8 @@ def submit(
     if cwd:
         cwd = os.path.abspath(cwd)
     spec = spec_from_cli(command, name=name, env=pairs(env, "--env"), cwd=cwd, timeout=timeout, grace=grace,
-                         priority=priority, labels=pairs(label, "--label"), image=image)
+                         priority=priority, labels=pairs(label, "--label"), image=image, retries=retries,
+                         retry_on_failure=retry_on_failure)
 
     async def work(c: Client) -> int:
         job = await c.submit(spec)
@@ -118,11 +124,11 @@ def submit(
     raise typer.Exit(run(work))
 
 
-async def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool) -> int:
+async def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool, attempt: int = 0) -> int:
     outs = {Stream.STDOUT: sys.stdout.buffer, Stream.STDERR: sys.stderr.buffer}
     at_line_start = {Stream.STDOUT: True, Stream.STDERR: True}
     end: JobInfo | None = None
-    async for msg in c.logs(jid, follow=follow, tail=tail):
+    async for msg in c.logs(jid, follow=follow, tail=tail, attempt=attempt):
         if isinstance(msg, LogEnd):
             end = msg.job
             break
@@ -155,12 +161,15 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="wait for more output; exit with the job's status")] = False,
     tail: Annotated[int | None, typer.Option("--tail", help="only the last N lines")] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="prefix each line with its time")] = False,
+    attempt: Annotated[int, typer.Option("--attempt", help="output of attempt K (default: the latest)")] = 0,
 ) -> None:
     """Print a job's output: stdout to stdout, stderr to stderr."""
     jid = job_id(job)
     if tail is not None and tail < 0:
         fail("--tail takes a number of lines, zero or more")
-    raise typer.Exit(run(lambda c: _print_logs(c, jid, follow, tail, timestamps)))
+    if attempt < 0:
+        fail("--attempt takes an attempt number, 1 or more")
+    raise typer.Exit(run(lambda c: _print_logs(c, jid, follow, tail, timestamps, attempt)))
 
 
 @app.command()
@@ -221,8 +230,12 @@ app.command("ls", help="List jobs (same as list).")(list_)
 def show(job: JobArg, json: JsonOpt = False) -> None:
     """Show one job in full."""
     jid = job_id(job)
-    info = run(lambda c: c.get(jid))
-    print(render.to_json(info)) if json else render.show_job(info)
+    info, history = run(lambda c: c.history(jid))
+    if json:
+        print(render.to_json({**msgspec.to_builtins(info), "history": msgspec.to_builtins(history)}))
+    else:
+        render.show_job(info)
+        render.history(history)
 
 
 @app.command()

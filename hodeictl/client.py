@@ -25,6 +25,7 @@ from hodei.protocol import (
     GetJob,
     HandshakeReply,
     Hello,
+    JobEvent,
     JobInfo,
     JobReply,
     JobSpec,
@@ -117,6 +118,11 @@ class Client:
         reply: JobReply = await self.request(GetJob(job_id=job_id))
         return reply.job
 
+    async def history(self, job_id: int) -> tuple[JobInfo, list[JobEvent]]:
+        """The job and its state changes, attempt by attempt."""
+        reply: JobReply = await self.request(GetJob(job_id=job_id, history=True))
+        return reply.job, reply.history
+
     async def list(self, states: list[JobState] | None = None, limit: int = 0) -> list[JobInfo]:
         reply: JobsReply = await self.request(ListJobs(states=states or [], limit=limit))
         return reply.jobs
@@ -133,14 +139,17 @@ class Client:
         reply: WorkersReply = await self.request(ListWorkers())
         return reply.workers
 
-    async def logs(self, job_id: int, follow: bool = False, tail: int | None = None) -> AsyncIterator[LogData | LogEnd]:
+    async def logs(
+        self, job_id: int, follow: bool = False, tail: int | None = None, attempt: int = 0
+    ) -> AsyncIterator[LogData | LogEnd]:
         """The job's output chunks, then LogEnd. A follower rides out a hodeid restart."""
         last_seq = 0
         first = True
         deadline = None
         while True:
             try:
-                req = ReadLogs(job_id=job_id, follow=follow, tail=tail if first else None, from_seq=last_seq)
+                req = ReadLogs(job_id=job_id, follow=follow, tail=tail if first else None, from_seq=last_seq,
+                               attempt=attempt)
                 await self._send(req)
                 while True:
                     msg = await self._read()
@@ -185,6 +194,8 @@ def spec_from_cli(
     priority: int = 0,
     labels: dict[str, str] | None = None,
     image: str = "",
+    retries: int = 0,
+    retry_on_failure: bool = False,
 ) -> JobSpec:
     """A spec as the CLI builds it: one argument is a shell line, several are an exact argv."""
     return JobSpec(
@@ -198,6 +209,8 @@ def spec_from_cli(
         priority=priority,
         labels=labels or {},
         image=image,
+        retries=retries,
+        retry_on_failure=retry_on_failure,
         client_env=dict(os.environ),
         client_cwd=os.getcwd(),
     )

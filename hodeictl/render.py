@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from hodei.protocol import JobInfo, JobState, WorkerInfo
+from hodei.protocol import JobEvent, JobInfo, JobState, WorkerInfo
 
 # Exit statuses of `wait`, `logs -f` and `submit -f`, after the job's own.
 EXIT_CANCELLED = 130  # as if interrupted
@@ -123,7 +123,7 @@ def show_job(job: JobInfo) -> None:
         ("cwd", job.cwd or "-"),
         ("timeout", f"{job.timeout:g}s" if job.timeout else "-"),
         ("worker", job.worker_id or "-"),
-        ("attempt", str(job.attempt)),
+        ("attempt", f"{job.attempt}" + (f" (of at most {job.retries + 1})" if job.retries else "")),
         ("created", _stamp(job.created_at)),
         ("started", _stamp(job.started_at)),
         ("finished", _stamp(job.finished_at)),
@@ -133,6 +133,14 @@ def show_job(job: JobInfo) -> None:
     width = max(len(k) for k, _ in fields)
     for key, value in fields:
         print(f"{key:<{width}}  {value}")
+
+
+def history(events: list[JobEvent]) -> None:
+    print("history")
+    for e in events:
+        when = time.strftime("%H:%M:%S", time.localtime(e.at)) + f".{int(e.at % 1 * 1000):03d}"
+        extra = " ".join(x for x in (f"on {e.worker_id}" if e.worker_id else "", e.reason) if x)
+        print(f"  {when}  {e.to_state}{'  ' + extra if extra else ''}")
 
 
 def _stamp(ts: float | None) -> str:

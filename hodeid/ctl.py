@@ -77,8 +77,10 @@ class CtlSession:
                                       " start your own hodeid, or ask for a hodeid that runs as root")
                 job = await app.jobs.submit(spec, self.uid)
                 await send(JobReply(job=job.info))
-            case GetJob(job_id=job_id):
-                await send(JobReply(job=(await self._job(job_id)).info))
+            case GetJob(job_id=job_id, history=history):
+                job = await self._job(job_id)
+                events = await app.store.job_events(job_id) if history else []
+                await send(JobReply(job=job.info, history=events))
             case ListJobs(states=states, limit=limit):
                 jobs = await app.store.list_jobs(states, limit, owner_uid=None if self.sees_all else self.uid)
                 await send(JobsReply(jobs=[j.info for j in jobs]))
@@ -114,10 +116,14 @@ class CtlSession:
             await self.app.jobs.wait_final(job_id)
 
     async def _logs(self, req: ReadLogs) -> None:
+        """Stream one attempt's output (the latest by default); a follower moves on to a retry's."""
         app, writer = self.app, self.writer
         job = await self._job(req.job_id)
-        attempt = job.info.attempt
-        offset, skip = 0, 0
+        attempt = req.attempt or job.info.attempt
+        if not 1 <= attempt <= job.info.attempt:
+            raise JobNotFound(f"job {req.job_id} has no attempt {attempt}: it has had {job.info.attempt}")
+        follow = req.follow and attempt == job.info.attempt
+        offset, skip, from_seq = 0, 0, req.from_seq
         if req.tail is not None:
             offset, skip = app.logs.tail_offset(req.job_id, attempt, req.tail)
         while True:
@@ -125,7 +131,7 @@ class CtlSession:
             job = await app.jobs.get(req.job_id)  # the state before the read: a final state means all output is in
             records, offset = app.logs.read_from(req.job_id, attempt, offset)
             for rec in records:
-                if rec.seq <= req.from_seq:
+                if rec.seq <= from_seq:
                     continue
                 data = rec.data[skip:] if skip else rec.data
                 skip = 0
@@ -134,7 +140,10 @@ class CtlSession:
             if records:
                 await writer.drain()
                 continue
-            if not req.follow or job.info.state in FINAL_STATES:
+            if follow and job.info.attempt > attempt:  # that attempt ended and a retry is queued: follow it
+                attempt, offset, from_seq = job.info.attempt, 0, 0
+                continue
+            if not follow or job.info.state in FINAL_STATES:
                 break
             await changed.wait()
         await writer.send(LogEnd(job=job.info))

@@ -20,6 +20,10 @@ Q, A, R = JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING
 ACTIVE = (A, R)
 
 
+RETRY_BACKOFF = 1.0  # seconds before the first retry; doubled for each further one
+RETRY_BACKOFF_MAX = 60.0
+
+
 class JobNotFound(HodeiError):
     """No such job: `hodeictl list` shows the jobs there are."""
 
@@ -37,6 +41,8 @@ def validate(spec: JobSpec) -> None:
         raise InvalidSpec("the command contains a NUL byte, which no process can receive")
     if spec.timeout is not None and not spec.timeout > 0:
         raise InvalidSpec("--timeout must be a positive number of seconds")
+    if spec.retries < 0:
+        raise InvalidSpec("--retries must be zero or more")
     if not spec.grace >= 0:
         raise InvalidSpec("--grace must be zero or a positive number of seconds")
     for key in spec.env:
@@ -107,23 +113,28 @@ class Jobs:
         state, default_reason = outcome_state(exit_code, signal, outcome)
         if state is JobState.CANCELLED:
             default_reason = self.cancel_reasons.get(job.info.id, "cancelled")
-        log_bytes = self.logs.close(job.info.id, job.info.attempt)
-        return await self.try_move(
-            job.info.id,
-            ACTIVE,
-            state,
-            exit_code=exit_code,
-            signal=signal,
-            reason=reason or default_reason,
-            log_bytes=log_bytes,
-        )
+        return await self._end(job, state, reason or default_reason, exit_code=exit_code, signal=signal)
 
     async def lost(self, job_id: int, reason: str) -> StoredJob | None:
         job = await self.store.get_job(job_id)
         if job is None:
             return None
-        log_bytes = self.logs.close(job_id, job.info.attempt)
-        return await self.try_move(job_id, ACTIVE, JobState.LOST, reason=reason, log_bytes=log_bytes)
+        return await self._end(job, JobState.LOST, reason)
+
+    async def _end(self, job: StoredJob, state: JobState, reason: str, **fields: Any) -> StoredJob | None:
+        """Finish an attempt: the job's final state, or back to the queue when it has retries left."""
+        info, spec = job.info, job.spec
+        log_bytes = self.logs.close(info.id, info.attempt)
+        retry = state is JobState.LOST or (state is JobState.FAILED and spec.retry_on_failure)
+        if retry and info.attempt <= spec.retries and info.id not in self.cancel_reasons:
+            delay = min(RETRY_BACKOFF * 2 ** (info.attempt - 1), RETRY_BACKOFF_MAX)
+            log.info("job %s attempt %d %s (%s); retrying in %gs", info.id, info.attempt, state, reason, delay)
+            return await self.try_move(
+                info.id, ACTIVE, Q, attempt=info.attempt + 1, worker_id=None, pid=None, started_at=None,
+                exit_code=None, signal=None, log_bytes=0, run_after=time.time() + delay,
+                reason=f"attempt {info.attempt} {state}: {reason}; retry {info.attempt}/{spec.retries}",
+            )
+        return await self.try_move(info.id, ACTIVE, state, reason=reason, log_bytes=log_bytes, **fields)
 
     async def requeue(self, job_id: int, reason: str) -> StoredJob | None:
         """Back to the queue, from an assignment the worker never started."""

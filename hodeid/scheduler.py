@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
 from hodei.protocol import Assign, Assignment, JobState, WorkerState
 from hodeid.jobs import Jobs
@@ -43,6 +44,7 @@ class Scheduler:
         self.pool = pool
         self._wake = asyncio.Event()
         self.paused = False
+        self._timer: asyncio.TimerHandle | None = None
         jobs.on_queued = self.wake
         pool.on_idle = self.wake
 
@@ -58,10 +60,21 @@ class Scheduler:
             try:
                 await self.dispatch()
                 self.pool.scale(await self.jobs.store.count_queued_by_image())
+                await self._wake_for_retries()
             except Exception:
                 log.exception("scheduling pass failed; retrying on the next event")
                 await asyncio.sleep(0.5)
                 self.wake()
+
+    async def _wake_for_retries(self) -> None:
+        """Jobs waiting out a retry backoff need a wake-up when it ends: nothing else will come."""
+        when = await self.jobs.store.next_run_after()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(max(0.0, when - time.time()) + 0.01, self.wake)
 
     async def dispatch(self) -> None:
         idle = self.pool.idle()

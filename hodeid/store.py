@@ -18,7 +18,7 @@ import aiosqlite
 import msgspec
 
 from hodei.errors import InvalidTransition, StateDirError
-from hodei.protocol import JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
+from hodei.protocol import JobEvent, JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
 
 _spec_encoder = msgspec.msgpack.Encoder()
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
@@ -69,6 +69,7 @@ def _job_from_row(row: Any) -> StoredJob:
         image=spec.image,
         attempt=row[12],
         log_bytes=row[13],
+        retries=spec.retries,
     )
     return StoredJob(info=info, spec=spec, owner_uid=row[14], pid=row[15])
 
@@ -154,14 +155,24 @@ class Store:
     async def queued(self, limit: int) -> list[StoredJob]:
         """The next queued jobs in dispatch order: higher priority first, then FIFO."""
         rows = await self._all(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY priority DESC, id LIMIT ?",
-            (limit,),
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND (run_after IS NULL OR run_after <= ?)"
+            " ORDER BY priority DESC, id LIMIT ?",
+            (time.time(), limit),
         )
         return [_job_from_row(r) for r in rows]
 
     async def count_queued_by_image(self) -> dict[str, int]:
-        rows = await self._all("SELECT image, count(*) FROM jobs WHERE state = 'queued' GROUP BY image")
+        rows = await self._all(
+            "SELECT image, count(*) FROM jobs WHERE state = 'queued' AND (run_after IS NULL OR run_after <= ?)"
+            " GROUP BY image",
+            (time.time(),),
+        )
         return {image: count for image, count in rows}
+
+    async def next_run_after(self) -> float | None:
+        """When the earliest job waiting out a retry backoff may run."""
+        row = await self._one("SELECT min(run_after) FROM jobs WHERE state = 'queued' AND run_after > ?", (time.time(),))
+        return row[0] if row else None
 
     async def note_queued(self, image: str, reason: str) -> None:
         """Say why queued jobs of this image wait (a provisioning error), without changing their state."""
@@ -193,12 +204,13 @@ class Store:
             raise InvalidTransition(f"job {job_id} is {where}, not {'/'.join(allowed)}; cannot become {to}")
         return _job_from_row(row)
 
-    async def job_events(self, job_id: int) -> list[tuple[float, str | None, str, str | None, str]]:
+    async def job_events(self, job_id: int) -> list[JobEvent]:
         rows = await self._all(
             "SELECT at, from_state, to_state, worker_id, reason FROM job_events WHERE job_id = ? ORDER BY id",
             (job_id,),
         )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [JobEvent(at=r[0], from_state=JobState(r[1]) if r[1] else None, to_state=JobState(r[2]),
+                         worker_id=r[3], reason=r[4]) for r in rows]
 
     # ---- workers --------------------------------------------------------------------------------
 

@@ -61,8 +61,7 @@ def test_idle_workers_are_stopped_after_the_idle_timeout(make_daemon) -> None:
     """A worker idle past --idle-timeout is stopped, and its process exits."""
     d: Daemon = make_daemon("--idle-timeout", "1")
     jid = d.submit("true")
-    d.wait_final(jid)
-    assert len(d.agents()) == 1
+    assert d.wait_final(jid)["worker_id"]  # a worker ran it (it may already be gone: the timeout is short)
     wait_for(lambda: d.workers() == [] and d.agents() == [], timeout=15, what="the idle worker to go away")
     again = d.submit("echo again")  # and a new one comes when work does
     assert d.wait_final(again)["state"] == "succeeded"
