@@ -215,3 +215,41 @@ def test_stop_leaves_no_idle_container(dockerd) -> None:
     assert len(managed_containers()) == 1
     assert d.stop() == 0
     wait_for(lambda: managed_containers() == [], timeout=30, what="the idle container to be removed")
+
+
+def test_missing_image_is_a_clear_reason_and_the_daemon_keeps_serving(dockerd) -> None:
+    """A job naming an image that does not exist waits with a reason saying what to run; others still run."""
+    d: Daemon = dockerd()
+    stuck = d.submit("--image", "hodei-no-such-image:1", "true")
+    reason = wait_for(lambda: d.job(stuck)["reason"], timeout=60, what="a reason on the waiting job")
+    assert "hodei-no-such-image:1 is missing" in reason and "hodeid build-image" in reason
+    assert d.job(stuck)["state"] == "queued"
+    ok = d.submit("echo fine")
+    assert d.wait_final(ok, timeout=90)["state"] == "succeeded"
+    d.ctl("cancel", str(stuck))
+    assert d.job(stuck)["state"] == "cancelled"
+    assert "cannot start a docker worker" in d.log()
+
+
+def test_jobs_run_in_workers_of_their_image_with_limits(dockerd) -> None:
+    """--image picks the worker image (pooled per image); --cpus and --memory limit each container."""
+    docker("tag", IMAGE, "hodei-worker-test-alt:latest")
+    d: Daemon = dockerd("--cpus", "0.5", "--memory", "256m")
+    default = d.submit("echo default")
+    alt = d.submit("--image", "hodei-worker-test-alt:latest", "echo alt")
+    jd, ja = d.wait_final(default, timeout=90), d.wait_final(alt, timeout=90)
+    assert jd["state"] == ja["state"] == "succeeded" and jd["worker_id"] != ja["worker_id"]
+    images = {w["id"]: w["image"] for w in d.workers()}
+    assert images[jd["worker_id"]] == IMAGE and images[ja["worker_id"]] == "hodei-worker-test-alt:latest"
+    limits = docker("inspect", "--format", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}", container_of(d, jd))
+    assert limits.split() == ["500000000", str(256 << 20)]
+
+
+def test_one_job_per_container(dockerd) -> None:
+    """With --max-jobs-per-worker 1 every job gets a fresh container, removed after its job."""
+    d: Daemon = dockerd("--max-jobs-per-worker", "1")
+    first = d.wait_final(d.submit("hostname"), timeout=90)
+    second = d.wait_final(d.submit("hostname"), timeout=90)
+    assert first["worker_id"] != second["worker_id"]
+    assert d.output(first["id"]) != d.output(second["id"])
+    wait_for(lambda: managed_containers() == [], timeout=30, what="used containers to be removed")
