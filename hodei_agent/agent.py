@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass

@@ -99,13 +99,7 @@ class Client:
         return reply
 
     async def request(self, msg: Any) -> Any:
-        if self._writer is None:
-            await self.connect()
-        assert self._writer is not None
-        try:
-            await self._writer.send(msg)
-        except (ConnectionError, OSError) as e:
-            raise DaemonNotRunning(f"lost the connection to hodeid: {e}") from e
+        await self._send(msg)
         return await self._read()
 
     # ---- requests -------------------------------------------------------------------------------

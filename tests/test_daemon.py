@@ -86,7 +86,7 @@ def test_submitted_job_survives_kill_9(daemon: Daemon) -> None:
 
 def test_second_signal_forces_the_stop(daemon: Daemon, tmp_path) -> None:
     """A follower keeps the first stop waiting no longer than the second signal."""
-    jid = daemon.submit(f"sleep 300")
+    jid = daemon.submit("sleep 300")
     daemon.wait_state(jid, "running")
     daemon.signal(signal.SIGTERM)
     daemon.signal(signal.SIGTERM)
