@@ -253,3 +253,28 @@ def test_one_job_per_container(dockerd) -> None:
     assert first["worker_id"] != second["worker_id"]
     assert d.output(first["id"]) != d.output(second["id"])
     wait_for(lambda: managed_containers() == [], timeout=30, what="used containers to be removed")
+
+
+@pytest.mark.parametrize("how", ["graceful", "kill -9"])
+def test_running_container_job_survives_a_daemon_restart(dockerd, how: str) -> None:
+    """A job in a container keeps running across a hodeid restart; its agent reconnects; no line is lost."""
+    d: Daemon = dockerd()
+    gate = d.agent_socket.parent / "gate"  # the agent directory is what containers see, at /run/hodei-agent
+    jid = d.submit("i=0; while [ ! -e /run/hodei-agent/gate ]; do i=$((i+1)); echo line $i; sleep 0.01; done;"
+                   " echo done")
+    wait_for(lambda: d.output(jid).count(b"\n") > 20, timeout=90, what="some output")
+    container = container_of(d, d.job(jid))
+    if how == "graceful":
+        assert d.stop() == 0
+    else:
+        d.kill()
+    assert docker("inspect", "--format", "{{.State.Running}}", container).strip() == "true"
+    d.start()
+    wait_for(lambda: d.workers() and d.workers()[0]["job_id"] == jid and d.workers()[0]["last_heartbeat"],
+             timeout=30, what="the agent to reconnect")
+    gate.touch()
+    job = d.wait_final(jid, timeout=60)
+    assert job["state"] == "succeeded"
+    lines = d.output(jid).decode().splitlines()
+    assert lines[-1] == "done"
+    assert lines[:-1] == [f"line {i}" for i in range(1, len(lines))]  # no gap, no repeat
