@@ -8,7 +8,6 @@ unacknowledged the agent stops reading the job's pipes, and the job waits on its
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import signal
 import time
@@ -38,9 +37,9 @@ from hodei.protocol import (
     Welcome,
 )
 from hodei_agent.job import JobProcess, SpawnFailed
+from hodei_agent.outbox import Outbox
 
 log = logging.getLogger("hodei-agent")
-MAX_UNACKED = 16 * 1024 * 1024  # bytes of output held for resending before the job is paused
 
 
 @dataclass
@@ -60,8 +59,7 @@ class Agent:
         self.job: JobProcess | None = None
         self.job_id: int | None = None
         self.seq = 0
-        self.outbox: collections.deque[Output] = collections.deque()
-        self.outbox_bytes = 0
+        self.outbox = Outbox()
         self.room = asyncio.Event()
         self.room.set()
         self.exited: Exited | None = None
@@ -117,11 +115,16 @@ class Agent:
             if not isinstance(reply, Welcome):
                 raise ProtocolError("hodeid closed the connection during the handshake")
             writer.write(Ready(job_id=self.job_id, running=self.job is not None and self.exited is None))
-            for msg in self.outbox:  # whatever hodeid may not have stored; it skips duplicates
-                writer.write(msg)
+            # Resend whatever hodeid may not have stored (it skips duplicates), including what the job
+            # writes meanwhile; no await between the last check and taking the connection into use.
+            sent = 0
+            while pending := self.outbox.after(sent):
+                for msg in pending:
+                    writer.write(msg)
+                    sent = msg.seq
+                    await writer.drain()
             if self.exited is not None:
                 writer.write(self.exited)
-            await writer.drain()
             self.writer = writer
             self._welcomed = True
             log.info("registered with hodeid as %s", self.cfg.worker_id)
@@ -158,11 +161,11 @@ class Agent:
             case Ack(job_id=job_id, seq=seq, done=done):
                 if job_id != self.job_id:
                     return
-                while self.outbox and self.outbox[0].seq <= seq:
-                    self.outbox_bytes -= len(self.outbox.popleft().data)
-                if self.outbox_bytes < MAX_UNACKED:
+                self.outbox.ack(seq)
+                if not self.outbox.full:
                     self.room.set()
                 if done and self.exited is not None:
+                    self.outbox.clear()
                     self.job_id, self.exited, self.job = None, None, None
                     if self.stopping:
                         self.done.set()
@@ -190,9 +193,8 @@ class Agent:
         assert self.job_id is not None
         self.seq += 1
         msg = Output(job_id=self.job_id, seq=self.seq, stream=stream, ts=time.time(), data=data)
-        self.outbox.append(msg)
-        self.outbox_bytes += len(data)
-        if self.outbox_bytes >= MAX_UNACKED:
+        self.outbox.add(msg)
+        if self.outbox.full:
             self.room.clear()
         writer = self.writer
         if writer is not None:

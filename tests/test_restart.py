@@ -92,3 +92,20 @@ def test_job_whose_worker_never_returns_is_lost(make_daemon, tmp_path) -> None:
     job = d.wait_final(jid, timeout=20)
     assert job["state"] == "lost" and job["reason"]
     wait_for(lambda: not pid_alive(int((tmp_path / "pid").read_text())), what="the orphaned job to be killed")
+
+
+def test_chatty_job_runs_on_while_the_daemon_is_down(make_daemon, tmp_path) -> None:
+    """With hodeid gone, a job writing 40 MB is not paused: the agent spools its output, then resends it."""
+    d: Daemon = make_daemon()
+    gate, end, copy = tmp_path / "gate", tmp_path / "end", tmp_path / "copy.bin"
+    jid = d.submit(f"echo go; until [ -e {gate} ]; do sleep 0.02; done; head -c 41943040 /dev/urandom | tee {copy};"
+                   f" touch {end}")
+    wait_for(lambda: d.output(jid) == b"go\n", what="the job to start")
+    d.kill()
+    gate.touch()
+    wait_for(end.exists, timeout=60, what="the job to finish while hodeid is down")
+    d.start()
+    job = d.wait_final(jid, timeout=60)
+    assert job["state"] == "succeeded"
+    out = d.ctl("logs", str(jid), timeout=60).stdout
+    assert out == b"go\n" + copy.read_bytes()
