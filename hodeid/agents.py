@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import NoReturn
 
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
@@ -23,9 +24,11 @@ from hodei.protocol import (
     PROTOCOL_VERSION,
 )
 from hodeid.app import App
+from hodeid.logstore import DiskFull
 from hodeid.workers import Worker
 
 log = logging.getLogger("hodeid.agents")
+DISK_FULL_RETRY = 1.0  # seconds before hanging up on an agent whose output has no room
 ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
 
 
@@ -62,7 +65,10 @@ class AgentSession:
                 pass
             case Output(job_id=job_id, seq=seq, stream=stream, ts=ts, data=data):
                 if self._owns(job_id, "output"):
-                    app.logs.append(job_id, worker.job_attempt, seq, stream, ts, data)
+                    try:
+                        app.logs.append(job_id, worker.job_attempt, seq, stream, ts, data)
+                    except DiskFull as e:
+                        await self._disk_full(job_id, e)
                     self._ack(job_id, seq)
             case Ready(job_id=job_id, running=running):
                 await self._ready(job_id, running)
@@ -77,6 +83,16 @@ class AgentSession:
                     await app.pool.set_state(worker, WorkerState.IDLE)
             case Exited() as exited:
                 await self._exited(exited)
+
+    async def _disk_full(self, job_id: int, error: DiskFull) -> NoReturn:
+        """Say so on the job, then hang up: the agent keeps the output and resends it when space returns."""
+        log.error("job %s: %s; its output waits in the worker until there is space", job_id, error.strerror)
+        try:
+            await self.app.store.note_job(job_id, f"disk full: {error.strerror}; output held by the worker meanwhile")
+        except Exception as e:
+            log.error("cannot record that either: %s", e)
+        await asyncio.sleep(DISK_FULL_RETRY)
+        raise ConnectionResetError("disk full")
 
     async def _ready(self, job_id: int | None, running: bool) -> None:
         app, worker = self.app, self.worker

@@ -6,6 +6,7 @@ import asyncio
 import grp
 import os
 import pwd
+import sqlite3
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -67,6 +68,9 @@ class CtlSession:
                 return
             except HodeiError as e:
                 await self.writer.send(Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
+            except sqlite3.OperationalError as e:  # disk full, most likely: say so, keep the connection
+                await self.writer.send(Error(code=ErrorCode.INTERNAL, message=(
+                    f"hodeid cannot use its database ({e}); if the disk is full, free some space and retry")))
 
     async def handle(self, req: CtlRequest) -> None:
         app, send = self.app, self.writer.send

@@ -8,6 +8,7 @@ skipped, which makes delivery exactly-once from the agent's at-least-once resend
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from collections.abc import Iterator
@@ -19,6 +20,16 @@ from hodeid.notify import Notifier
 HEADER = struct.Struct(">QBdI")  # seq, stream, ts, length
 READ_BLOCK = 1 << 20
 NOTE = 3  # stream code of lines hodeid itself adds (the truncation marker); shown on stderr
+
+
+class DiskFull(OSError):
+    """Not enough disk space to store a job's output."""
+
+
+def reserve_for(directory: Path) -> int:
+    """Bytes kept free on the log's filesystem, so the database can still record what happened."""
+    st = os.statvfs(directory)
+    return min(64 << 20, st.f_blocks * st.f_frsize // 20)
 
 
 class Record:
@@ -54,6 +65,7 @@ class LogStore:
         self.max_bytes = max_bytes  # per attempt; 0: no limit
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.reserve = reserve_for(directory)
         self._open: dict[tuple[int, int], _Open] = {}
         self._changes = changes
 
@@ -92,7 +104,14 @@ class LogStore:
                     " the job keeps running]\n").encode()
             record = HEADER.pack(seq, stream, ts, len(data)) + data + HEADER.pack(seq, NOTE, ts, len(note)) + note
             handle.truncated = True
-        os.write(handle.fd, record)
+        st = os.statvfs(self.dir)
+        if st.f_bavail * st.f_frsize < self.reserve + len(record):
+            raise DiskFull(errno.ENOSPC, f"the disk holding {self.dir} is full")
+        try:
+            os.write(handle.fd, record)
+        except OSError as e:
+            os.ftruncate(handle.fd, handle.size)  # no torn record: all of it next time, or nothing
+            raise DiskFull(e.errno, f"cannot write to {self.dir}: {e.strerror}") from e
         handle.last_seq = seq
         handle.size += len(record)
         self._changes.notify(job_id)

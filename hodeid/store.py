@@ -178,6 +178,10 @@ class Store:
         """Say why queued jobs of this image wait (a provisioning error), without changing their state."""
         await self._db.execute("UPDATE jobs SET reason = ? WHERE state = 'queued' AND image = ?", (reason, image))
 
+    async def note_job(self, job_id: int, reason: str) -> None:
+        """Say why a running job is held up, without changing its state."""
+        await self._db.execute("UPDATE jobs SET reason = ? WHERE id = ?", (reason, job_id))
+
     async def jobs_in(self, states: Iterable[JobState]) -> list[StoredJob]:
         states = list(states)
         rows = await self._all(
