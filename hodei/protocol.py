@@ -207,6 +207,16 @@ class ListWorkers(Message):
     pass
 
 
+class AddAgent(Message):
+    """Register an agent that runs on another machine (root or --admin-group only)."""
+
+    pool: str = ""  # jobs submitted with --image POOL go to it; "" takes jobs that name no image
+
+
+class RemoveAgent(Message):
+    worker_id: str
+
+
 class Ping(Message):
     pass
 
@@ -248,6 +258,11 @@ class LogEnd(Message):
 
 class Pong(Message):
     pass
+
+
+class AgentAdded(Message):
+    worker_id: str
+    token: str
 
 
 # ---- agent <-> daemon -----------------------------------------------------------------------------
@@ -320,8 +335,10 @@ class Shutdown(Message):
     reason: str = ""
 
 
-CtlRequest = Submit | GetJob | ListJobs | CancelJobs | WaitJobs | ReadLogs | ListWorkers | Ping
-CtlReply = JobReply | JobsReply | WorkersReply | LogData | LogEnd | Pong | Error
+CtlRequest = (
+    Submit | GetJob | ListJobs | CancelJobs | WaitJobs | ReadLogs | ListWorkers | AddAgent | RemoveAgent | Ping
+)
+CtlReply = JobReply | JobsReply | WorkersReply | LogData | LogEnd | AgentAdded | Pong | Error
 AgentToDaemon = Ready | Heartbeat | Accept | Reject | Output | Exited
 DaemonToAgent = Assign | Cancel | Ack | Shutdown | Error
 Handshake = Hello

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -50,6 +51,7 @@ class AgentConfig:
     heartbeat_interval: float = 2.0
     reconnect_timeout: float = 120.0  # give up when idle and hodeid stays away this long
     reconnect_timeout_busy: float = 3600.0  # ... or while holding a job's output
+    tls_ca: str = ""  # CA file to check hodeid's certificate with, for tls:// addresses
 
 
 class Agent:
@@ -81,7 +83,7 @@ class Agent:
             while not self.done.is_set():
                 try:
                     await self._session()
-                except (ConnectionError, FileNotFoundError, OSError, ProtocolError, TimeoutError) as e:
+                except (ConnectionError, FileNotFoundError, OSError, ProtocolError, TimeoutError, ssl.SSLError) as e:
                     log.info("not connected to hodeid: %s", e)
                 except AuthRefused as e:
                     log.error("hodeid refused this agent: %s", e)
@@ -105,7 +107,7 @@ class Agent:
                 self.job.terminate(0, "cancelled", "the agent stopped")
 
     async def _session(self) -> None:
-        r, w = await asyncio.open_unix_connection(self.cfg.socket, limit=1 << 20)
+        r, w = await connect(self.cfg.socket, self.cfg.tls_ca)
         writer = FrameWriter(w)
         try:
             await writer.send(Hello(version=PROTOCOL_VERSION, role=Role.AGENT, worker_id=self.cfg.worker_id, token=self.cfg.token))
@@ -222,6 +224,21 @@ class Agent:
         self.stopping = True
         if self.job_id is None:
             self.done.set()
+
+
+async def connect(address: str, tls_ca: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A Unix socket path, or tcp://HOST:PORT, or tls://HOST:PORT (checked against tls_ca, else the system CAs)."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        return await asyncio.open_unix_connection(address, limit=1 << 20)
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if scheme == "tcp":
+        return await asyncio.open_connection(host, int(port), limit=1 << 20)
+    if scheme == "tls":
+        ctx = ssl.create_default_context(cafile=tls_ca or None)
+        return await asyncio.open_connection(host, int(port), ssl=ctx, server_hostname=host, limit=1 << 20)
+    raise ValueError(f"hodeid address {address!r}: use a socket path, tcp://HOST:PORT or tls://HOST:PORT")
 
 
 class AuthRefused(HodeiError):

@@ -13,7 +13,11 @@ from hodei_agent.agent import Agent, AgentConfig
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="hodei-agent", description="hodei worker agent (started by hodeid)")
-    p.add_argument("--socket", default=os.environ.get("HODEI_AGENT_SOCKET", "/run/hodei/agent.sock"))
+    p.add_argument("--socket", "--connect", dest="socket",
+                   default=os.environ.get("HODEI_AGENT_SOCKET", "/run/hodei/agent/agent.sock"),
+                   help="hodeid's agent socket, or tcp://HOST:PORT / tls://HOST:PORT (env HODEI_AGENT_SOCKET)")
+    p.add_argument("--tls-ca", default=os.environ.get("HODEI_TLS_CA", ""),
+                   help="CA certificate to check hodeid with (tls://; default: the system's)")
     p.add_argument("--worker-id", default=os.environ.get("HODEI_WORKER_ID", ""))
     p.add_argument("--heartbeat-interval", type=float, default=float(os.environ.get("HODEI_HEARTBEAT_INTERVAL") or 2.0))
     args = p.parse_args(argv)
@@ -24,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s hodei-agent[%(process)d]: %(message)s")
     config = AgentConfig(socket=args.socket, worker_id=args.worker_id, token=token,
-                         heartbeat_interval=args.heartbeat_interval)
+                         heartbeat_interval=args.heartbeat_interval, tls_ca=args.tls_ca)
     try:
         import uvloop
     except ImportError:

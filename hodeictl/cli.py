@@ -245,6 +245,32 @@ def workers(json: JsonOpt = False) -> None:
     print(render.to_json(found)) if json else render.workers_table(found)
 
 
+agents = typer.Typer(help="Agents on other machines (root or hodeid's --admin-group).", no_args_is_help=True)
+app.add_typer(agents, name="agents")
+
+
+@agents.command("add")
+def agents_add(
+    pool: Annotated[str, typer.Option("--pool", help="take jobs submitted with --image POOL (default: jobs naming no image)")] = "",
+    json: JsonOpt = False,
+) -> None:
+    """Register an agent for another machine; prints the environment to start it with."""
+    added = run(lambda c: c.add_agent(pool))
+    if json:
+        print(render.to_json(added))
+        return
+    print(f"HODEI_WORKER_ID={added.worker_id}\nHODEI_WORKER_TOKEN={added.token}")
+    if sys.stdout.isatty():
+        print("# on the agent's machine: HODEI_WORKER_ID=... HODEI_WORKER_TOKEN=... "
+              "hodei-agent --connect tls://THIS_HOST:PORT --tls-ca ca.pem", file=sys.stderr)
+
+
+@agents.command("rm")
+def agents_rm(worker: Annotated[str, typer.Argument(help="the agent's worker id", show_default=False)]) -> None:
+    """Revoke a remote agent's registration; a job it runs is marked lost."""
+    run(lambda c: c.remove_agent(worker))
+
+
 def main() -> None:
     try:
         app()

@@ -19,6 +19,9 @@ from hodei.framing import FrameReader, FrameWriter
 from hodei.paths import default_socket
 from hodei.protocol import (
     PROTOCOL_VERSION,
+    AddAgent,
+    AgentAdded,
+    RemoveAgent,
     CancelJobs,
     CtlReply,
     Error,
@@ -128,6 +131,13 @@ class Client:
     async def wait(self, job_ids: list[int]) -> list[JobInfo]:
         reply: JobsReply = await self.request(WaitJobs(job_ids=job_ids))
         return reply.jobs
+
+    async def add_agent(self, pool: str = "") -> AgentAdded:
+        reply: AgentAdded = await self.request(AddAgent(pool=pool))
+        return reply
+
+    async def remove_agent(self, worker_id: str) -> None:
+        await self.request(RemoveAgent(worker_id=worker_id))
 
     async def workers(self) -> list[WorkerInfo]:
         reply: WorkersReply = await self.request(ListWorkers())

@@ -58,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-log-bytes", type=_positive(int), default=d["max_log_bytes"].default,
                    help="output kept per job (default 1 GiB; 0: no limit); past it a marker, the job runs on")
     p.add_argument("--max-jobs-per-worker", type=_positive(int), default=0, help="retire a worker after N jobs (0: never)")
+    p.add_argument("--agent-listen", default=os.environ.get("HODEI_AGENT_LISTEN", ""), metavar="HOST:PORT",
+                   help="also accept agents over TCP here (off by default; register them with `hodeictl agents add`)")
+    p.add_argument("--tls-cert", type=Path, default=None, help="certificate (PEM) for --agent-listen")
+    p.add_argument("--tls-key", type=Path, default=None, help="private key (PEM) for --agent-listen")
     p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default), help="docker worker image")
     p.add_argument("--network", default="", help="docker network mode for workers (default: the engine's)")
     p.add_argument("--cpus", type=_positive(float), default=0.0, help="docker CPU limit per worker")
@@ -83,6 +87,9 @@ def config_from(args: argparse.Namespace) -> Config:
         max_jobs_per_worker=args.max_jobs_per_worker,
         handshake_timeout=args.handshake_timeout,
         max_log_bytes=args.max_log_bytes,
+        agent_listen=args.agent_listen,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         image=args.image,
         network=args.network,
         cpus=args.cpus,

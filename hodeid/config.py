@@ -26,7 +26,11 @@ class Config:
     max_jobs_per_worker: int = 0  # 0: no limit
     default_grace: float = 10.0
     max_log_bytes: int = 1 << 30  # output kept per job attempt; past it a marker, and the rest is dropped
-    handshake_timeout: float = 10.0  # seconds a new connection has to say hello
+    handshake_timeout: float = 10.0
+    # agents on other machines: off unless agent_listen is "HOST:PORT"; TLS when a cert and key are given
+    agent_listen: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None  # seconds a new connection has to say hello
     # docker provider
     image: str = "hodei-worker:latest"
     network: str = ""  # docker network mode; "" is the engine's default

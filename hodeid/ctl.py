@@ -14,6 +14,9 @@ from hodei.errors import HodeiError, InvalidTransition
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
     FINAL_STATES,
+    AddAgent,
+    AgentAdded,
+    RemoveAgent,
     CancelJobs,
     CtlRequest,
     Error,
@@ -105,8 +108,21 @@ class CtlSession:
                 await self._until_gone(self._logs(req))
             case ListWorkers():
                 await send(WorkersReply(workers=app.pool.infos()))
+            case AddAgent(pool=pool):
+                self._admin_only("register agents")
+                worker_id, token = await app.pool.add_remote(pool)
+                await send(AgentAdded(worker_id=worker_id, token=token))
+            case RemoveAgent(worker_id=worker_id):
+                self._admin_only("remove agents")
+                if not await app.pool.remove_remote(worker_id):
+                    raise JobNotFound(f"no remote agent {worker_id}: `hodeictl workers` lists the connected ones")
+                await send(Pong())
             case Ping():
                 await send(Pong())
+
+    def _admin_only(self, what: str) -> None:
+        if not self.sees_all:
+            raise InvalidSpec(f"only root or members of hodeid's --admin-group may {what}")
 
     async def _job(self, job_id: int) -> StoredJob:
         """The job, if this caller may see it: their own, or any for root and the admin group."""

@@ -6,7 +6,7 @@ import logging
 
 from hodei.protocol import JobState, WorkerState
 from hodeid.app import App
-from hodeid.workers import Worker
+from hodeid.workers import REMOTE, Worker
 
 log = logging.getLogger("hodeid.recovery")
 ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
@@ -19,8 +19,10 @@ async def recover(app: App) -> None:
     active = await store.jobs_in(ACTIVE)
     by_worker = {job.info.worker_id: job for job in active}
     for info in known:
-        provider_name, state, handle = handles[info.id]
-        if provider_name != provider.name or state == WorkerState.STARTING or state == WorkerState.STOPPING:
+        provider_name, state, handle, _ = handles[info.id]
+        if provider_name == REMOTE and info.id not in by_worker:
+            continue  # registered remote agents come back when they connect
+        if provider_name not in (provider.name, REMOTE) or state in (WorkerState.STARTING, WorkerState.STOPPING):
             await store.update_worker(info.id, state=str(WorkerState.GONE))
             if provider_name == provider.name and handle:
                 await provider.stop(handle, force=True)

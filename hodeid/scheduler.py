@@ -85,8 +85,8 @@ class Scheduler:
         for worker in idle:
             by_image.setdefault(worker.image, []).append(worker)
         for job in await self.jobs.store.queued(max(64, 4 * len(idle))):
-            free = by_image.get(job.spec.image or default)
-            if not free:
+            free = by_image.get(job.spec.image or default) or (None if job.spec.image else by_image.get(""))
+            if not free:  # ("" is the pool of remote agents that take jobs naming no image)
                 continue
             worker = free.pop()
             await self.assign(job, worker)

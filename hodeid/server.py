@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import struct
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,31 @@ class Server:
         os.chmod(path, mode)
         self._servers.append(server)
 
+    async def _listen_tcp(self, cfg: Config) -> None:
+        """Agents on other machines: TCP, with TLS when a certificate is configured; tokens as always."""
+        host, _, port = cfg.agent_listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise HodeiError(f"--agent-listen {cfg.agent_listen!r} is not HOST:PORT, e.g. 0.0.0.0:7077")
+        ctx = None
+        if cfg.tls_cert or cfg.tls_key:
+            if not (cfg.tls_cert and cfg.tls_key):
+                raise HodeiError("--tls-cert and --tls-key go together")
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+            except (OSError, ssl.SSLError) as e:
+                raise HodeiError(f"cannot load the TLS certificate or key: {e}") from e
+        elif host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning("agents on %s connect without TLS: tokens cross the network in clear", cfg.agent_listen)
+        try:
+            server = await asyncio.start_server(
+                functools.partial(self._connection, Role.AGENT), host.strip("[]"), int(port), ssl=ctx, limit=1 << 20
+            )
+        except OSError as e:
+            raise HodeiError(f"cannot listen on {cfg.agent_listen}: {e.strerror}") from e
+        self._servers.append(server)
+        log.info("accepting remote agents on %s%s", cfg.agent_listen, " (TLS)" if ctx else "")
+
     async def start(self) -> App:
         cfg = self.config
         self._prepare_dirs()
@@ -118,6 +144,8 @@ class Server:
             group = cfg.socket_group
             await self._listen(cfg.socket, Role.CTL, 0o660 if group else 0o600, group)
             await self._listen(cfg.agent_socket_path, Role.AGENT, 0o600, None)
+            if cfg.agent_listen:
+                await self._listen_tcp(cfg)
         except BaseException:
             await app.store.close()
             await provider.close()
@@ -176,7 +204,7 @@ class Server:
             await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
         except HodeiError as e:
             await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
-        except (ConnectionError, BrokenPipeError):
+        except (ConnectionError, BrokenPipeError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
             pass

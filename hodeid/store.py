@@ -218,11 +218,12 @@ class Store:
 
     # ---- workers --------------------------------------------------------------------------------
 
-    async def insert_worker(self, worker_id: str, provider: str, token_hash: str, image: str) -> None:
+    async def insert_worker(
+        self, worker_id: str, provider: str, token_hash: str, image: str, state: str = "starting"
+    ) -> None:
         await self._db.execute(
-            "INSERT INTO workers (id, provider, state, token_hash, image, created_at)"
-            " VALUES (?, ?, 'starting', ?, ?, ?)",
-            (worker_id, provider, token_hash, image, time.time()),
+            "INSERT INTO workers (id, provider, state, token_hash, image, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (worker_id, provider, state, token_hash, image, time.time()),
         )
 
     async def update_worker(self, worker_id: str, **fields: Any) -> None:
@@ -240,9 +241,9 @@ class Store:
         rows = await self._all(f"SELECT {_WORKER_COLUMNS} FROM workers {clause} ORDER BY created_at")
         return [_worker_from_row(r) for r in rows]
 
-    async def worker_handles(self) -> dict[str, tuple[str, str, str]]:
-        """Live workers: id -> (provider, state, handle)."""
+    async def worker_handles(self) -> dict[str, tuple[str, str, str, str]]:
+        """Live workers: id -> (provider, state, handle, image)."""
         rows = await self._all(
-            "SELECT id, provider, state, handle FROM workers WHERE state NOT IN ('gone', 'lost')"
+            "SELECT id, provider, state, handle, image FROM workers WHERE state NOT IN ('gone', 'lost')"
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}

@@ -26,6 +26,7 @@ from hodeid.store import Store
 from hodeid.tasks import Tasks
 
 log = logging.getLogger("hodeid.workers")
+REMOTE = "remote"  # provider name of agents on other machines, connected over TCP
 
 S = WorkerState
 
@@ -101,6 +102,10 @@ class Pool:
     def live(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.state not in (S.GONE, S.LOST)]
 
+    def provisioned(self) -> list[Worker]:
+        """Live workers this hodeid started (remote agents do not count against --max-workers)."""
+        return [w for w in self.live() if w.provider != REMOTE]
+
     def idle(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.state is S.IDLE and w.writer is not None and not w.retiring]
 
@@ -127,12 +132,12 @@ class Pool:
         want = dict(demand)
         default = self.config.image if self.provider.name == "docker" else ""
         if self.config.min_idle:
-            idle_default = sum(1 for w in self.live() if w.image == default and w.state in (S.STARTING, S.IDLE))
+            idle_default = sum(1 for w in self.provisioned() if w.image == default and w.state in (S.STARTING, S.IDLE))
             want[default] = want.get(default, 0) + max(0, self.config.min_idle - idle_default)
-        room = self.config.max_workers - len(self.live())
+        room = self.config.max_workers - len(self.provisioned())
         for image, queued in sorted(want.items(), key=lambda kv: -kv[1]):
             image = image or default
-            starting = sum(1 for w in self.live() if w.image == image and w.state is S.STARTING)
+            starting = sum(1 for w in self.provisioned() if w.image == image and w.state is S.STARTING)
             log.debug("scale %r: %d queued, %d starting, room for %d", image, queued, starting, room)
             for _ in range(min(queued - starting, room)):
                 self.tasks.spawn(self.provision(image), name=f"provision-{image or 'local'}")
@@ -143,7 +148,7 @@ class Pool:
     def _make_room(self, image: str) -> None:
         """At --max-workers with jobs waiting for another image: retire one idle worker of an unneeded image."""
         for worker in self.idle():
-            if worker.image != image:
+            if worker.image != image and worker.provider != REMOTE:
                 self.retire(worker, "making room for a worker of another image")
                 return
 
@@ -183,10 +188,10 @@ class Pool:
         expected = worker.token_hash if worker else await self.store.worker_token_hash(worker_id)
         if expected is None or not hmac.compare_digest(expected, hash_token(token)):
             raise AuthError(f"agent {worker_id or '(no id)'} presented no valid token")
-        if worker is None:  # known from before a daemon restart
+        if worker is None:  # a remote agent, or a worker from before a daemon restart
             rows = await self.store.worker_handles()
-            provider, _, handle = rows[worker_id]
-            worker = Worker(worker_id, provider, "", expected)
+            provider, _, handle, image = rows[worker_id]
+            worker = Worker(worker_id, provider, image, expected)
             worker.handle = handle
             self.workers[worker_id] = worker
         if worker.state in (S.GONE, S.LOST):
@@ -203,8 +208,40 @@ class Pool:
         if worker.writer is not writer:
             return
         worker.writer = None
-        if worker.state is S.STOPPING or (worker.retiring and worker.job_id is None):
+        if worker.provider == REMOTE and worker.job_id is None:
+            self._drop(worker)  # registered still; it may come back
+        elif worker.state is S.STOPPING or (worker.retiring and worker.job_id is None):
             await self._forget(worker, S.GONE)
+
+    def _drop(self, worker: Worker) -> None:
+        """Forget a remote agent's connection, not its registration."""
+        if worker.writer is not None:
+            worker.writer.close()
+            worker.writer = None
+        self.workers.pop(worker.id, None)
+        self.on_idle()
+
+    async def add_remote(self, pool: str) -> tuple[str, str]:
+        """Register an agent that will connect from another machine; returns its id and token."""
+        worker_id = "r" + secrets.token_hex(4)
+        token = secrets.token_urlsafe(24)
+        await self.store.insert_worker(worker_id, REMOTE, hash_token(token), pool, state=str(S.IDLE))
+        log.info("registered remote agent %s (pool %r)", worker_id, pool)
+        return worker_id, token
+
+    async def remove_remote(self, worker_id: str) -> bool:
+        rows = await self.store.worker_handles()
+        if rows.get(worker_id, ("",))[0] != REMOTE:
+            return False
+        worker = self.workers.get(worker_id)
+        if worker is not None:
+            if worker.job_id is not None:
+                await self.lose(worker, "its registration was removed")
+            else:
+                worker.send(Shutdown(reason="its registration was removed"))
+                self._drop(worker)
+        await self.store.update_worker(worker_id, state=str(S.GONE))
+        return True
 
     def seen(self, worker: Worker) -> None:
         worker.last_seen = time.monotonic()
@@ -225,9 +262,13 @@ class Pool:
         """The worker is gone without saying so: its job is lost, what is left of it is removed."""
         log.warning("worker %s lost: %s", worker.id, reason)
         job_id = worker.job_id
-        if job_id is not None and worker.job_pid is not None:
-            await self.provider.kill_job(worker.handle, worker.job_pid)
-        await self._forget(worker, S.LOST)
+        if worker.provider == REMOTE:
+            worker.job_id = None
+            self._drop(worker)  # nothing of it to remove here; it may reconnect later
+        else:
+            if job_id is not None and worker.job_pid is not None:
+                await self.provider.kill_job(worker.handle, worker.job_pid)
+            await self._forget(worker, S.LOST)
         if job_id is not None:
             await self.jobs.lost(job_id, f"worker {worker.id} lost: {reason}")
 
@@ -266,6 +307,10 @@ class Pool:
         idle_count = len(self.idle())
         for worker in list(self.workers.values()):
             age = now - worker.since
+            if worker.provider == REMOTE:  # not ours to start, retire or remove: only its silence counts
+                if now - worker.last_seen > cfg.heartbeat_timeout:
+                    await self.lose(worker, f"no heartbeat for {now - worker.last_seen:.0f}s")
+                continue
             if worker.state is S.STARTING:
                 gone = await self.provider.exited(worker.handle) if worker.handle else None
                 if gone or age > cfg.provision_timeout:
@@ -286,9 +331,10 @@ class Pool:
                 idle_count -= 1
 
     async def stop_idle(self) -> None:
-        """At shutdown: idle workers are asked to exit, workers still starting are removed."""
+        """At shutdown: idle workers are asked to exit (remote agents stay), workers still starting are removed."""
         for worker in self.idle():
-            self.retire(worker, "hodeid is stopping")
+            if worker.provider != REMOTE:
+                self.retire(worker, "hodeid is stopping")
         for worker in [w for w in self.workers.values() if w.state is S.STARTING]:
             await self._forget(worker, S.GONE)
 
