@@ -21,9 +21,14 @@ def docker(*args: str, check: bool = True, input: bytes | None = None) -> str:
     return res.stdout.decode()
 
 
-def managed_containers(all_: bool = True) -> list[str]:
-    out = docker("ps", "-q", *(["-a"] if all_ else []), "--filter", "label=hodei.managed=true")
-    return out.split()
+def managed_containers(d: Daemon | None = None, all_: bool = True, labels: tuple[str, ...] = ()) -> list[str]:
+    """Worker containers of this daemon (by its instance label), or with the given labels."""
+    filters = ["--filter", "label=hodei.managed=true"]
+    if d is not None:
+        filters += ["--filter", f"label=hodei.instance={(d.state_dir / 'instance').read_text().strip()}"]
+    for label in labels:
+        filters += ["--filter", f"label={label}"]
+    return docker("ps", "-q", *(["-a"] if all_ else []), *filters).split()
 
 
 def engine_ready() -> str | None:
@@ -62,8 +67,9 @@ def dockerd(engine, make_daemon):
     yield make
     for d in made:
         d.stop()
-    for cid in managed_containers():
-        docker("rm", "-f", cid, check=False)
+        if (d.state_dir / "instance").exists():
+            for cid in managed_containers(d):  # only ours: other hodeids may share the engine
+                docker("rm", "-f", cid, check=False)
 
 
 def container_of(d: Daemon, job: dict) -> str:
@@ -79,7 +85,7 @@ def procs_in(container: str) -> list[str]:
 def test_auto_provisions_a_container_from_zero_and_removes_it_when_idle(dockerd) -> None:
     """With no worker, `submit -f` creates a container whose agent registers and runs the job; idle, it goes."""
     d: Daemon = dockerd("--idle-timeout", "2")
-    assert d.workers() == [] and managed_containers() == []
+    assert d.workers() == [] and managed_containers(d) == []
     res = d.ctl("submit", "-f", "echo hi from $(hostname); cat /etc/debian_version >/dev/null && echo in-container")
     assert res.returncode == 0
     lines = res.stdout.decode().splitlines()
@@ -92,7 +98,7 @@ def test_auto_provisions_a_container_from_zero_and_removes_it_when_idle(dockerd)
     labels = json.loads(docker("inspect", "--format", "{{json .Config.Labels}}", name))
     assert labels["hodei.managed"] == "true" and labels["hodei.worker-id"] == job["worker_id"]
     assert docker("inspect", "--format", "{{.HostConfig.NetworkMode}}", name).strip() == "none"
-    wait_for(lambda: managed_containers() == [] and d.workers() == [], timeout=30,
+    wait_for(lambda: managed_containers(d) == [] and d.workers() == [], timeout=30,
              what="the idle container to be removed")
 
 
@@ -106,7 +112,7 @@ def test_five_concurrent_jobs_run_in_five_containers_in_parallel(dockerd) -> Non
     assert all(j["state"] == "succeeded" for j in jobs)
     assert len({j["worker_id"] for j in jobs}) == 5
     assert max(j["started_at"] for j in jobs) < min(j["finished_at"] for j in jobs)
-    assert len(managed_containers(all_=False)) == 5
+    assert len(managed_containers(d, all_=False)) == 5
 
 
 def test_three_phase_script_streams_live_and_in_order(dockerd) -> None:
@@ -178,11 +184,11 @@ def test_container_that_never_registers_is_reaped_and_the_job_runs_elsewhere(doc
     jid = d.submit("echo ran")
     agent_dir = d.agent_socket.parent
     wait_for(lambda: list(agent_dir.glob("stuck-*")), timeout=60, what="the first container to get stuck")
-    (first,) = managed_containers()
+    (first,) = managed_containers(d)
     (agent_dir / "let-in").touch()  # later containers register; the first one sleeps on
     job = d.wait_final(jid, timeout=90)
     assert job["state"] == "succeeded" and d.output(jid) == b"ran\n"
-    assert first not in managed_containers()
+    assert first not in managed_containers(d)
     assert "did not register" in d.log()
 
 
@@ -195,26 +201,26 @@ def test_container_killed_from_outside_makes_its_job_lost(dockerd) -> None:
     docker("kill", name)
     job = d.wait_final(jid, timeout=5 + 5)  # the fixture's heartbeat timeout, plus slack for a loaded machine
     assert job["state"] == "lost" and job["worker_id"] in job["reason"]
-    wait_for(lambda: managed_containers() == [], timeout=30, what="the dead container to be removed")
+    wait_for(lambda: managed_containers(d) == [], timeout=30, what="the dead container to be removed")
 
 
 def test_stray_labelled_container_is_removed_at_start(dockerd) -> None:
     """A container labelled hodei.managed that hodeid does not know is removed when hodeid starts."""
     stray = docker("run", "-d", "--network", "none", "--label", "hodei.managed=true", "--label",
                    "hodei.worker-id=wstray", "--entrypoint", "sleep", IMAGE, "1000").strip()
-    assert stray in " ".join(managed_containers()) or stray[:12] in managed_containers()
+    assert managed_containers(labels=("hodei.worker-id=wstray",)) == [stray[:12]]
     d: Daemon = dockerd()
     assert d.ready()
-    assert managed_containers() == []
+    assert managed_containers(labels=("hodei.worker-id=wstray",)) == []
 
 
 def test_stop_leaves_no_idle_container(dockerd) -> None:
     """A graceful stop of hodeid removes its idle containers."""
     d: Daemon = dockerd()
     d.wait_final(d.submit("true"), timeout=90)
-    assert len(managed_containers()) == 1
+    assert len(managed_containers(d)) == 1
     assert d.stop() == 0
-    wait_for(lambda: managed_containers() == [], timeout=30, what="the idle container to be removed")
+    wait_for(lambda: managed_containers(d) == [], timeout=30, what="the idle container to be removed")
 
 
 def test_missing_image_is_a_clear_reason_and_the_daemon_keeps_serving(dockerd) -> None:
@@ -252,7 +258,7 @@ def test_one_job_per_container(dockerd) -> None:
     second = d.wait_final(d.submit("hostname"), timeout=90)
     assert first["worker_id"] != second["worker_id"]
     assert d.output(first["id"]) != d.output(second["id"])
-    wait_for(lambda: managed_containers() == [], timeout=30, what="used containers to be removed")
+    wait_for(lambda: managed_containers(d) == [], timeout=30, what="used containers to be removed")
 
 
 @pytest.mark.parametrize("how", ["graceful", "kill -9"])
@@ -278,3 +284,92 @@ def test_running_container_job_survives_a_daemon_restart(dockerd, how: str) -> N
     lines = d.output(jid).decode().splitlines()
     assert lines[-1] == "done"
     assert lines[:-1] == [f"line {i}" for i in range(1, len(lines))]  # no gap, no repeat
+
+
+class EngineProxy:
+    """A Unix socket that forwards to the real Docker engine, and can be cut: the engine 'vanishes'."""
+
+    def __init__(self, path) -> None:
+        import threading
+
+        self.path = str(path)
+        self._threading = threading
+        self._server = None
+        self._conns: list = []
+
+    def start(self) -> None:
+        import socket as s
+
+        srv = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        srv.bind(self.path)
+        srv.listen(64)
+        self._server = srv
+        self._threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def _accept(self, srv) -> None:
+        import socket as s
+
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            upstream = s.socket(s.AF_UNIX, s.SOCK_STREAM)
+            upstream.connect("/var/run/docker.sock")
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for c in (a, b):
+                try:
+                    c.shutdown(2)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for c in self._conns:
+            try:
+                c.shutdown(2)
+                c.close()
+            except OSError:
+                pass
+        self._conns.clear()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
+def test_engine_vanishing_and_returning(dockerd, tmp_path) -> None:
+    """With the engine gone, a job waits with the reason and hodeid serves on; when it returns, the job runs."""
+    proxy = EngineProxy(tmp_path / "docker.sock")
+    proxy.start()
+    os.environ["DOCKER_HOST"] = f"unix://{proxy.path}"
+    try:
+        d: Daemon = dockerd()
+    finally:
+        del os.environ["DOCKER_HOST"]
+    try:
+        assert d.wait_final(d.submit("echo before"), timeout=90)["state"] == "succeeded"
+        proxy.cut()
+        jid = d.submit("--image", "hodei-worker-test-alt2:latest", "echo after")  # needs a new worker
+        reason = wait_for(lambda: d.job(jid)["reason"], timeout=60, what="a reason on the waiting job")
+        assert "waiting for a worker" in reason and d.job(jid)["state"] == "queued"
+        assert d.ctl("list").returncode == 0
+        docker("tag", IMAGE, "hodei-worker-test-alt2:latest")
+        proxy.start()
+        job = d.wait_final(jid, timeout=90)
+        assert job["state"] == "succeeded" and d.output(jid) == b"after\n"
+    finally:
+        proxy.cut()
