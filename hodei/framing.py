@@ -26,11 +26,23 @@ class FrameReader(Generic[T]):
         self._reader = reader
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(type_)
         self._max = max_frame
+        self._early = b""  # bytes wait_eof() had to take: the start of the next frame
+
+    async def _exactly(self, n: int) -> bytes:
+        if not self._early:
+            return await self._reader.readexactly(n)
+        head, self._early = self._early[:n], self._early[n:]
+        if len(head) == n:
+            return head
+        try:
+            return head + await self._reader.readexactly(n - len(head))
+        except asyncio.IncompleteReadError as e:
+            raise asyncio.IncompleteReadError(head + e.partial, n) from None
 
     async def read(self) -> T | None:
         """The next message, or None at a clean end of stream between frames."""
         try:
-            head = await self._reader.readexactly(4)
+            head = await self._exactly(4)
         except asyncio.IncompleteReadError as e:
             if not e.partial:
                 return None
@@ -39,7 +51,7 @@ class FrameReader(Generic[T]):
         if size > self._max:
             raise FrameTooLarge(f"a frame of {size} bytes is over the {self._max}-byte limit")
         try:
-            body = await self._reader.readexactly(size)
+            body = await self._exactly(size)
         except asyncio.IncompleteReadError:
             raise ProtocolError("the connection closed in the middle of a frame") from None
         try:
@@ -48,8 +60,8 @@ class FrameReader(Generic[T]):
             raise ProtocolError(f"undecodable message: {e}") from None
 
     async def wait_eof(self) -> None:
-        """Return when the peer closes (or, against the protocol, sends while it should wait)."""
-        await self._reader.read(1)
+        """Return when the peer closes, or sends its next request; that byte is kept for read()."""
+        self._early += await self._reader.read(1)
 
 
 class FrameWriter:

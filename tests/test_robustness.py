@@ -105,3 +105,21 @@ def test_silent_client_is_dropped_after_the_handshake_timeout(make_daemon) -> No
     s.close()
     assert "sent no hello within 1s" in d.log()
     assert d.wait_final(d.submit("true"))["state"] == "succeeded"
+
+
+def test_requests_right_after_a_log_stream_are_not_lost(daemon: Daemon) -> None:
+    """On one connection, a request sent the moment a log stream ends is answered (200 times in a row)."""
+    import asyncio
+
+    from hodeictl.client import Client, spec_from_cli
+
+    async def go() -> None:
+        async with Client(daemon.socket) as c:
+            job = await c.submit(spec_from_cli(["echo hi"]))
+            await c.wait([job.id])
+            for _ in range(200):
+                async for _msg in c.logs(job.id):
+                    pass
+                assert isinstance(await asyncio.wait_for(c.workers(), 10), list)
+
+    asyncio.run(go())
