@@ -239,6 +239,7 @@ class JobReply(Message):
 
 class JobsReply(Message):
     jobs: list[JobInfo]
+    more: bool = False  # a long listing comes in several replies; the last has more=False
 
 
 class WorkersReply(Message):
@@ -311,6 +312,8 @@ class Ready(Message):
 
     job_id: int | None = None
     running: bool = False
+    pid: int | None = None  # the job's process group, so hodeid can kill it even if the Accept was lost
+    started_at: float = 0.0
 
 
 class Assign(Message):

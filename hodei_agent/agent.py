@@ -69,6 +69,7 @@ class Agent:
         self.done = asyncio.Event()
         self._job_task: asyncio.Task[None] | None = None
         self._welcomed = False
+        self.started_at = 0.0
 
     # ---- connection -----------------------------------------------------------------------------
 
@@ -87,8 +88,9 @@ class Agent:
                     log.info("not connected to hodeid: %s", e)
                 except AuthRefused as e:
                     log.error("hodeid refused this agent: %s", e)
-                    if self.job_id is None:
-                        return
+                    if self.job is not None and self.exited is None:  # nobody will take its result: stop it
+                        self.job.terminate(0, "cancelled", "hodeid no longer accepts this agent")
+                    return
                 if self.done.is_set():
                     break
                 now = time.monotonic()
@@ -116,7 +118,9 @@ class Agent:
                 raise AuthRefused(reply.message)
             if not isinstance(reply, Welcome):
                 raise ProtocolError("hodeid closed the connection during the handshake")
-            writer.write(Ready(job_id=self.job_id, running=self.job is not None and self.exited is None))
+            job = self.job
+            writer.write(Ready(job_id=self.job_id, running=job is not None and self.exited is None,
+                               pid=job.pid if job is not None else None, started_at=self.started_at))
             # Resend whatever hodeid may not have stored (it skips duplicates), including what the job
             # writes meanwhile; no await between the last check and taking the connection into use.
             sent = 0
@@ -155,7 +159,8 @@ class Agent:
                                         last_seq=0, finished_at=time.time(), outcome="spawn_failed", reason=e.reason))
                     return
                 self.job = job
-                self._send(Accept(job_id=assignment.job_id, pid=job.pid, started_at=time.time()))
+                self.started_at = time.time()
+                self._send(Accept(job_id=assignment.job_id, pid=job.pid, started_at=self.started_at))
                 self._job_task = asyncio.ensure_future(self._supervise(job))
             case Cancel(job_id=job_id, grace=grace, reason=reason):
                 if self.job is not None and job_id == self.job_id:
@@ -182,7 +187,14 @@ class Agent:
     # ---- the job --------------------------------------------------------------------------------
 
     async def _supervise(self, job: JobProcess) -> None:
-        result = await job.run()
+        try:
+            result = await job.run()
+        except Exception as e:  # the job must still be reported, or hodeid would wait for it forever
+            log.exception("running job %s failed", job.a.job_id)
+            job.terminate(0, "", "")
+            self._finish(Exited(job_id=job.a.job_id, exit_code=None, signal=None, last_seq=self.seq,
+                                finished_at=time.time(), outcome="spawn_failed", reason=f"the agent failed: {e}"))
+            return
         self._finish(Exited(job_id=job.a.job_id, exit_code=result.exit_code, signal=result.signal,
                             last_seq=self.seq, finished_at=time.time(), outcome=result.outcome, reason=result.reason))
 

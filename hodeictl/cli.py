@@ -59,8 +59,8 @@ def job_id(text: str) -> int:
         value = int(text)
     except ValueError:
         fail(f"{text!r} is not a job id: job ids are numbers, as `hodeictl list` shows")
-    if value <= 0:
-        fail(f"{text!r} is not a job id: job ids are positive numbers")
+    if not 0 < value < 2**63:
+        fail(f"{text!r} is not a job id: job ids are positive numbers, as `hodeictl list` shows")
     return value
 
 
@@ -106,6 +106,8 @@ def submit(
         fail("--timeout must be a positive number of seconds")
     if grace < 0:
         fail("--grace must be zero or a positive number of seconds")
+    if not -(2**31) < priority < 2**31:
+        fail("--priority must be between -2147483647 and 2147483647")
     if cwd:
         cwd = os.path.abspath(cwd)
     spec = spec_from_cli(command, name=name, env=pairs(env, "--env"), cwd=cwd, timeout=timeout, grace=grace,
@@ -217,7 +219,7 @@ def list_(
             states.append(JobState(s.lower()))
         except ValueError:
             fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
-    if limit < 0:
+    if not 0 <= limit < 2**31:
         fail("--limit takes a number, zero or more")
     jobs = run(lambda c: c.list(states, limit))
     print(render.to_json(jobs)) if json else render.jobs_table(jobs)

@@ -75,6 +75,8 @@ class Client:
             raise DaemonNotRunning(
                 f"permission denied on {self.socket}: ask for the socket's group, or use your own hodeid"
             ) from e
+        except OSError as e:
+            raise DaemonNotRunning(f"cannot connect to hodeid at {self.socket}: {e.strerror or e}") from e
         self._writer = FrameWriter(w)
         self._reader = FrameReader(r, HandshakeReply)
         await self._writer.send(Hello(version=PROTOCOL_VERSION, role=Role.CTL, client="hodeictl"))
@@ -93,7 +95,7 @@ class Client:
         assert self._reader is not None
         try:
             reply = await self._reader.read()
-        except (ConnectionError, OSError) as e:
+        except (ConnectionError, OSError, ProtocolError) as e:  # a frame cut short: hodeid died mid-reply
             raise DaemonNotRunning(f"lost the connection to hodeid: {e}") from e
         if reply is None:
             raise DaemonNotRunning("hodeid closed the connection (is it stopping?)")
@@ -122,7 +124,11 @@ class Client:
 
     async def list(self, states: list[JobState] | None = None, limit: int = 0) -> list[JobInfo]:
         reply: JobsReply = await self.request(ListJobs(states=states or [], limit=limit))
-        return reply.jobs
+        jobs = list(reply.jobs)
+        while reply.more:
+            reply = await self._read()
+            jobs.extend(reply.jobs)
+        return jobs
 
     async def cancel(self, job_ids: list[int], grace: float | None = None, wait: bool = True) -> list[JobInfo]:
         reply: JobsReply = await self.request(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import NoReturn
 
 from hodei.framing import FrameReader, FrameWriter
@@ -64,14 +65,16 @@ class AgentSession:
             case Heartbeat():
                 pass
             case Output(job_id=job_id, seq=seq, stream=stream, ts=ts, data=data):
-                if self._owns(job_id, "output"):
+                if job_id == worker.foreign_job:
+                    self._ack(job_id, seq)  # not kept: the job is not this worker's any more
+                elif self._owns(job_id, "output"):
                     try:
                         app.logs.append(job_id, worker.job_attempt, seq, stream, ts, data)
                     except DiskFull as e:
                         await self._disk_full(job_id, e)
                     self._ack(job_id, seq)
-            case Ready(job_id=job_id, running=running):
-                await self._ready(job_id, running)
+            case Ready() as ready:
+                await self._ready(ready)
             case Accept(job_id=job_id, pid=pid, started_at=started_at):
                 if self._owns(job_id, "a start"):
                     worker.job_pid = pid
@@ -94,36 +97,48 @@ class AgentSession:
         await asyncio.sleep(DISK_FULL_RETRY)
         raise ConnectionResetError("disk full")
 
-    async def _ready(self, job_id: int | None, running: bool) -> None:
+    async def _ready(self, ready: Ready) -> None:
         app, worker = self.app, self.worker
+        job_id = ready.job_id
         held = worker.job_id
+        log.info("worker %s %s%s", worker.id, "registered" if worker.state is WorkerState.STARTING else "reconnected",
+                 f" holding job {job_id}" if job_id is not None else "")
+        worker.ready = True
+        if held is not None and held != job_id:  # the assignment never reached the agent, or its process is gone
+            worker.job_id = None
+            if await app.jobs.requeue(held, "the worker reconnected without the job") is None:
+                await app.jobs.lost(held, f"worker {worker.id} reconnected without the job")
         if job_id is None:
-            if held is not None:  # the assignment never reached the agent, or its process is gone
-                worker.job_id = None
-                if await app.jobs.requeue(held, "the worker reconnected without the job") is None:
-                    await app.jobs.lost(held, f"worker {worker.id} reconnected without the job")
             await app.pool.set_state(worker, WorkerState.IDLE)
             app.scheduler.wake()
             return
         job = await app.store.get_job(job_id)
         if job is None or job.info.worker_id != worker.id or job.info.state not in ACTIVE:
+            # Its job was given up on (lost, retried elsewhere, cancelled): stop it, and take nothing it
+            # reports as the job's, which may be running on another worker by now.
             log.warning("worker %s holds job %s, which is not its to run; stopping it", worker.id, job_id)
+            worker.foreign_job = job_id
             worker.send(Cancel(job_id=job_id, grace=0, reason="the job is no longer assigned to this worker"))
-            worker.job_id = job_id  # until it reports the exit
             await app.pool.set_state(worker, WorkerState.BUSY)
             return
         worker.job_id = job_id
         worker.job_attempt = job.info.attempt
+        worker.job_pid = ready.pid or job.pid
         await app.pool.set_state(worker, WorkerState.BUSY)
         # Tell the agent what is stored, so it resends the rest and nothing twice.
         worker.send(Ack(job_id=job_id, seq=app.logs.last_seq(job_id, worker.job_attempt)))
-        if running and job.info.state is JobState.ASSIGNED:
-            await app.jobs.started(job_id, job.info.started_at or job.info.created_at, job.pid)
+        if job.info.state is JobState.ASSIGNED and (ready.running or ready.started_at):
+            await app.jobs.started(job_id, ready.started_at or time.time(), worker.job_pid)
         if job_id in app.jobs.cancel_reasons:
             worker.send(Cancel(job_id=job_id, grace=job.info.grace, reason=app.jobs.cancel_reasons[job_id]))
 
     async def _exited(self, msg: Exited) -> None:
         app, worker = self.app, self.worker
+        if msg.job_id == worker.foreign_job:  # it has stopped the job it should not have had
+            worker.foreign_job = None
+            worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))
+            await app.pool.set_state(worker, WorkerState.IDLE)
+            return
         if not self._owns(msg.job_id, "an exit"):
             return
         job = await app.store.get_job(msg.job_id)

@@ -71,6 +71,8 @@ class CtlSession:
                 return
             except HodeiError as e:
                 await self.writer.send(Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
+            except OverflowError:
+                await self.writer.send(Error(code=ErrorCode.INVALID, message="a number in the request is out of range"))
             except sqlite3.OperationalError as e:  # disk full, most likely: say so, keep the connection
                 await self.writer.send(Error(code=ErrorCode.INTERNAL, message=(
                     f"hodeid cannot use its database ({e}); if the disk is full, free some space and retry")))
@@ -89,8 +91,10 @@ class CtlSession:
                 events = await app.store.job_events(job_id) if history else []
                 await send(JobReply(job=job.info, history=events))
             case ListJobs(states=states, limit=limit):
-                jobs = await app.store.list_jobs(states, limit, owner_uid=None if self.sees_all else self.uid)
-                await send(JobsReply(jobs=[j.info for j in jobs]))
+                owner = None if self.sees_all else self.uid
+                async for page in app.store.list_jobs(states, limit, owner_uid=owner):
+                    await send(JobsReply(jobs=[j.info for j in page], more=True))
+                await send(JobsReply(jobs=[]))
             case CancelJobs(job_ids=ids, grace=grace, wait=wait):
                 for job_id in ids:
                     await self._job(job_id)  # unknown (or others') ids fail before anything is cancelled
@@ -148,8 +152,10 @@ class CtlSession:
             offset, skip = app.logs.tail_offset(req.job_id, attempt, req.tail)
         while True:
             changed = app.changes.event(req.job_id)
-            job = await app.jobs.get(req.job_id)  # the state before the read: a final state means all output is in
             records, offset = app.logs.read_from(req.job_id, attempt, offset)
+            if not records:  # caught up: look at the state, then once more at the log
+                job = await app.jobs.get(req.job_id)  # a final state here means all its output is in the file
+                records, offset = app.logs.read_from(req.job_id, attempt, offset)
             for rec in records:
                 if rec.seq <= from_seq:
                     continue

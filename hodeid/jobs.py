@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ Q, A, R = JobState.QUEUED, JobState.ASSIGNED, JobState.RUNNING
 ACTIVE = (A, R)
 
 
+MAX_SPEC_BYTES = 1 << 20  # command, env and labels together: replies stay far under the frame limit
 RETRY_BACKOFF = 1.0  # seconds before the first retry; doubled for each further one
 RETRY_BACKOFF_MAX = 60.0
 
@@ -45,6 +45,10 @@ def validate(spec: JobSpec) -> None:
         raise InvalidSpec("--retries must be zero or more")
     if not spec.grace >= 0:
         raise InvalidSpec("--grace must be zero or a positive number of seconds")
+    size = sum(map(len, spec.command)) + sum(len(k) + len(v) for d in (spec.env, spec.labels, spec.client_env)
+                                              for k, v in d.items())
+    if size > MAX_SPEC_BYTES:
+        raise InvalidSpec(f"the command and its environment take {size} bytes; at most {MAX_SPEC_BYTES} are accepted")
     for key in spec.env:
         if not key or "=" in key or "\0" in key:
             raise InvalidSpec(f"environment variable name {key!r} is not valid")
@@ -69,7 +73,8 @@ class Jobs:
     def __init__(self, store: Store, logs: LogStore, changes: Notifier) -> None:
         self.store = store
         self.logs = logs
-        self.changes = changes
+        self.changes = changes  # output or state: what log followers wait on
+        self.states = Notifier()  # state only: what waiters wait on, untouched by chatty output
         self.on_queued: Callable[[], None] = lambda: None  # the scheduler's wake-up
         self.cancel_reasons: dict[int, str] = {}
 
@@ -95,6 +100,7 @@ class Jobs:
         elif to is Q:
             self.on_queued()
         self.changes.notify(job_id)
+        self.states.notify(job_id)
         return job
 
     async def try_move(self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any) -> StoredJob | None:
@@ -124,7 +130,9 @@ class Jobs:
     async def _end(self, job: StoredJob, state: JobState, reason: str, **fields: Any) -> StoredJob | None:
         """Finish an attempt: the job's final state, or back to the queue when it has retries left."""
         info, spec = job.info, job.spec
-        log_bytes = self.logs.close(info.id, info.attempt)
+        log_bytes, truncated = self.logs.close(info.id, info.attempt)
+        if truncated and not reason:
+            reason = f"output truncated past {self.logs.max_bytes} bytes (--max-log-bytes)"
         retry = state is JobState.LOST or (state is JobState.FAILED and spec.retry_on_failure)
         if retry and info.attempt <= spec.retries and info.id not in self.cancel_reasons:
             delay = min(RETRY_BACKOFF * 2 ** (info.attempt - 1), RETRY_BACKOFF_MAX)
@@ -137,7 +145,9 @@ class Jobs:
         return await self.try_move(info.id, ACTIVE, state, reason=reason, log_bytes=log_bytes, **fields)
 
     async def requeue(self, job_id: int, reason: str) -> StoredJob | None:
-        """Back to the queue, from an assignment the worker never started."""
+        """Back to the queue, from an assignment the worker never started (cancelled, if that was asked)."""
+        if job_id in self.cancel_reasons:
+            return await self.try_move(job_id, (A,), JobState.CANCELLED, reason=self.cancel_reasons[job_id])
         return await self.try_move(job_id, (A,), Q, worker_id=None, reason=reason)
 
     async def cancel_queued(self, job_id: int, reason: str) -> StoredJob | None:
@@ -145,15 +155,9 @@ class Jobs:
 
     async def wait_final(self, job_id: int) -> StoredJob:
         while True:
-            changed = self.changes.event(job_id)
+            changed = self.states.event(job_id)
             job = await self.get(job_id)
             if job.info.state in FINAL_STATES:
                 return job
             await changed.wait()
 
-    async def wait_any_change(self, job_id: int, timeout: float) -> None:
-        changed = self.changes.event(job_id)
-        try:
-            await asyncio.wait_for(changed.wait(), timeout)
-        except TimeoutError:
-            pass

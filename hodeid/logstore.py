@@ -54,10 +54,11 @@ def parse(buf: bytes | memoryview, start: int = 0) -> tuple[list[Record], int]:
 
 
 class _Open:
-    __slots__ = ("fd", "last_seq", "size", "truncated")
+    __slots__ = ("fd", "last_seq", "size", "output", "truncated")
 
-    def __init__(self, fd: int, last_seq: int, size: int, truncated: bool) -> None:
+    def __init__(self, fd: int, last_seq: int, size: int, output: int, truncated: bool) -> None:
         self.fd, self.last_seq, self.size, self.truncated = fd, last_seq, size, truncated
+        self.output = output  # bytes of the job's own output (headers and notes not counted)
 
 
 class LogStore:
@@ -83,7 +84,7 @@ class LogStore:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             if os.fstat(fd).st_size != good:  # a torn record left by a crash: cut it off
                 os.ftruncate(fd, good)
-            handle = self._open[key] = _Open(fd, last_seq, good, truncated)
+            handle = self._open[key] = _Open(fd, last_seq, good, output_bytes(path), truncated)
         return handle
 
     def last_seq(self, job_id: int, attempt: int) -> int:
@@ -98,8 +99,8 @@ class LogStore:
             handle.last_seq = seq
             return False
         record = HEADER.pack(seq, stream, ts, len(data)) + data
-        if self.max_bytes and handle.size + len(data) > self.max_bytes:
-            data = data[: max(0, self.max_bytes - handle.size)]
+        if self.max_bytes and handle.output + len(data) > self.max_bytes:
+            data = data[: max(0, self.max_bytes - handle.output)]
             note = (f"\n[hodei: output truncated here, past {self.max_bytes} bytes (--max-log-bytes);"
                     " the job keeps running]\n").encode()
             record = HEADER.pack(seq, stream, ts, len(data)) + data + HEADER.pack(seq, NOTE, ts, len(note)) + note
@@ -114,15 +115,18 @@ class LogStore:
             raise DiskFull(e.errno, f"cannot write to {self.dir}: {e.strerror}") from e
         handle.last_seq = seq
         handle.size += len(record)
+        handle.output += len(data)
         self._changes.notify(job_id)
         return True
 
-    def close(self, job_id: int, attempt: int) -> int:
-        """Close a finished attempt's file; returns its size in bytes of output."""
+    def close(self, job_id: int, attempt: int) -> tuple[int, bool]:
+        """Close a finished attempt's file; returns its bytes of output, and whether it was truncated."""
         handle = self._open.pop((job_id, attempt), None)
         if handle is not None:
             os.close(handle.fd)
-        return output_bytes(self.path(job_id, attempt))
+            return handle.output, handle.truncated
+        path = self.path(job_id, attempt)
+        return output_bytes(path), scan(path)[2]
 
     def close_all(self) -> None:
         for handle in self._open.values():
@@ -156,7 +160,7 @@ class LogStore:
         path = self.path(job_id, attempt)
         with open(path, "rb") as f:
             for i in range(len(index) - 1, -1, -1):
-                offset, length = index[i]
+                offset, length, _ = index[i]
                 f.seek(offset + HEADER.size)
                 data = f.read(length)
                 end = len(data)
@@ -173,8 +177,8 @@ class LogStore:
         return 0, 0
 
 
-def _index(path: Path) -> Iterator[tuple[int, int]]:
-    """(offset, data length) of each whole record, reading headers only."""
+def _index(path: Path) -> Iterator[tuple[int, int, int]]:
+    """(offset, data length, stream) of each whole record, reading headers only."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -184,10 +188,10 @@ def _index(path: Path) -> Iterator[tuple[int, int]]:
         pos = 0
         while pos + HEADER.size <= size:
             f.seek(pos)
-            _, _, _, length = HEADER.unpack(f.read(HEADER.size))
+            _, stream, _, length = HEADER.unpack(f.read(HEADER.size))
             if pos + HEADER.size + length > size:
                 return
-            yield pos, length
+            yield pos, length, stream
             pos += HEADER.size + length
 
 
@@ -199,7 +203,7 @@ def scan(path: Path) -> tuple[int, int, bool]:
     except FileNotFoundError:
         return 0, 0, False
     with f:
-        for offset, length in _index(path):
+        for offset, length, _ in _index(path):
             f.seek(offset)
             last_seq, stream, _, _ = HEADER.unpack(f.read(HEADER.size))
             truncated = truncated or stream == NOTE
@@ -208,7 +212,7 @@ def scan(path: Path) -> tuple[int, int, bool]:
 
 
 def output_bytes(path: Path) -> int:
-    return sum(length for _, length in _index(path))
+    return sum(length for _, length, stream in _index(path) if stream != NOTE)
 
 
 __all__ = ["LogStore", "Record", "Stream", "parse", "scan"]

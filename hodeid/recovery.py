@@ -18,6 +18,7 @@ async def recover(app: App) -> None:
     handles = await store.worker_handles()
     active = await store.jobs_in(ACTIVE)
     by_worker = {job.info.worker_id: job for job in active}
+    pool.remote_pools = {image for provider_name, _, _, image in handles.values() if provider_name == REMOTE}
     for info in known:
         provider_name, state, handle, _ = handles[info.id]
         if provider_name == REMOTE and info.id not in by_worker:

@@ -59,7 +59,8 @@ class Scheduler:
                 continue
             try:
                 await self.dispatch()
-                self.pool.scale(await self.jobs.store.count_queued_by_image())
+                limit = 2 * self.pool.config.max_workers + self.pool.config.min_idle + 64
+                self.pool.scale(await self.jobs.store.count_queued_by_image(limit))
                 await self._wake_for_retries()
             except Exception:
                 log.exception("scheduling pass failed; retrying on the next event")
@@ -84,7 +85,7 @@ class Scheduler:
         by_image: dict[str, list[Worker]] = {}
         for worker in idle:
             by_image.setdefault(worker.image, []).append(worker)
-        for job in await self.jobs.store.queued(max(64, 4 * len(idle))):
+        for job in await self.jobs.store.queued(len(idle) + 16):
             free = by_image.get(job.spec.image or default) or (None if job.spec.image else by_image.get(""))
             if not free:  # ("" is the pool of remote agents that take jobs naming no image)
                 continue
@@ -94,6 +95,9 @@ class Scheduler:
                 break
 
     async def assign(self, job: StoredJob, worker: Worker) -> None:
+        if worker not in self.pool.idle():  # retired, lost or gone while we read the queue
+            self.wake()
+            return
         moved = await self.jobs.try_move(job.info.id, (JobState.QUEUED,), JobState.ASSIGNED, worker_id=worker.id)
         if moved is None:
             return

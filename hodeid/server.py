@@ -36,6 +36,7 @@ from hodeid.recovery import recover
 from hodeid.workers import AuthError
 
 log = logging.getLogger("hodeid")
+HELLO_MAX = 64 * 1024  # a hello is tiny: nobody unauthenticated makes us buffer 8 MiB
 STOP_GRACE = 0.5  # seconds open requests get at a graceful stop; followers and waiters reconnect
 
 
@@ -176,7 +177,8 @@ class Server:
         self._conns.add(task)
         writer = FrameWriter(w)
         try:
-            hello = await asyncio.wait_for(FrameReader[Hello](r, Hello).read(), self.config.handshake_timeout)
+            hello = await asyncio.wait_for(FrameReader[Hello](r, Hello, max_frame=HELLO_MAX).read(),
+                                           self.config.handshake_timeout)
             if hello is None:
                 return
             if hello.version != PROTOCOL_VERSION:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -136,21 +136,37 @@ class Store:
         row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _job_from_row(row) if row else None
 
-    async def list_jobs(self, states: list[JobState], limit: int, owner_uid: int | None) -> list[StoredJob]:
-        where, params = [], []
+    async def list_jobs(
+        self, states: list[JobState], limit: int, owner_uid: int | None, page: int = 500
+    ) -> AsyncIterator[list[StoredJob]]:
+        """The newest ``limit`` jobs (0: all), oldest first, a page at a time: memory stays flat."""
+        where: list[str] = []
+        params: list[Any] = []
         if states:
             where.append(f"state IN ({','.join('?' * len(states))})")
             params.extend(str(s) for s in states)
         if owner_uid is not None:
             where.append("owner_uid = ?")
             params.append(owner_uid)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        # The newest `limit` jobs, shown oldest first.
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs {clause} ORDER BY id DESC"
+        clause = " AND ".join(where) or "1"
+        after = 0
         if limit > 0:
-            sql += f" LIMIT {int(limit)}"
-        rows = await self._all(sql, params)
-        return [_job_from_row(r) for r in reversed(rows)]
+            row = await self._one(f"SELECT id FROM jobs WHERE {clause} ORDER BY id DESC LIMIT 1 OFFSET ?",
+                                  (*params, limit - 1))
+            after = row[0] - 1 if row else 0
+        left = limit if limit > 0 else -1
+        while left != 0:
+            size = page if left < 0 else min(page, left)
+            rows = await self._all(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {clause} AND id > ? ORDER BY id LIMIT ?", (*params, after, size)
+            )
+            if not rows:
+                return
+            yield [_job_from_row(r) for r in rows]
+            after = rows[-1][0]
+            left = left - len(rows) if left > 0 else left
+            if len(rows) < size:
+                return
 
     async def queued(self, limit: int) -> list[StoredJob]:
         """The next queued jobs in dispatch order: higher priority first, then FIFO."""
@@ -161,11 +177,16 @@ class Store:
         )
         return [_job_from_row(r) for r in rows]
 
-    async def count_queued_by_image(self) -> dict[str, int]:
+    async def count_queued_by_image(self, at_most: int) -> dict[str, int]:
+        """Queued jobs ready to run, per image, counting no further than ``at_most`` in all.
+
+        The scheduler only needs to know whether to start up to --max-workers workers, so a queue of
+        10,000 jobs costs it no more than one of a few dozen.
+        """
         rows = await self._all(
-            "SELECT image, count(*) FROM jobs WHERE state = 'queued' AND (run_after IS NULL OR run_after <= ?)"
-            " GROUP BY image",
-            (time.time(),),
+            "SELECT image, count(*) FROM (SELECT image FROM jobs WHERE state = 'queued'"
+            " AND (run_after IS NULL OR run_after <= ?) ORDER BY priority DESC, id LIMIT ?) GROUP BY image",
+            (time.time(), at_most),
         )
         return {image: count for image, count in rows}
 

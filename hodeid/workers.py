@@ -18,7 +18,7 @@ from typing import Any
 
 from hodei.errors import HodeiError
 from hodei.framing import FrameWriter
-from hodei.protocol import Shutdown, WorkerInfo, WorkerState
+from hodei.protocol import Cancel, Shutdown, WorkerInfo, WorkerState
 from hodeid.config import Config
 from hodeid.jobs import Jobs
 from hodeid.providers.base import Provider
@@ -51,6 +51,8 @@ class Worker:
         self.job_id: int | None = None
         self.job_pid: int | None = None
         self.job_attempt = 1
+        self.foreign_job: int | None = None  # a job it still runs that is no longer its own
+        self.ready = False  # said Ready on its current connection: only then can it be given work
         self.writer: FrameWriter | None = None
         self.created = time.time()
         self.started = now
@@ -96,6 +98,7 @@ class Pool:
         self._backoff_until = 0.0
         self.provision_error = ""
         self._removals: set[asyncio.Task[Any]] = set()
+        self.remote_pools: set[str] = set()  # --image names served by remote agents, never provisioned here
 
     # ---- views ----------------------------------------------------------------------------------
 
@@ -107,7 +110,10 @@ class Pool:
         return [w for w in self.live() if w.provider != REMOTE]
 
     def idle(self) -> list[Worker]:
-        return [w for w in self.workers.values() if w.state is S.IDLE and w.writer is not None and not w.retiring]
+        return [
+            w for w in self.workers.values()
+            if w.state is S.IDLE and w.writer is not None and w.ready and not w.retiring and w.foreign_job is None
+        ]
 
     def infos(self) -> list[WorkerInfo]:
         return [w.info() for w in self.live()]
@@ -129,7 +135,7 @@ class Pool:
         """Start workers for queued jobs that no idle worker can take, within --max-workers."""
         if time.monotonic() < self._backoff_until:
             return
-        want = dict(demand)
+        want = {image: n for image, n in demand.items() if image not in self.remote_pools or not image}
         default = self.config.image if self.provider.name == "docker" else ""
         if self.config.min_idle:
             idle_default = sum(1 for w in self.provisioned() if w.image == default and w.state in (S.STARTING, S.IDLE))
@@ -202,12 +208,14 @@ class Pool:
         if worker.writer is not None and worker.writer is not writer:
             worker.writer.close()  # a reconnect replaces the old connection
         worker.writer = writer
+        worker.ready = False
         worker.last_seen = time.monotonic()
 
     async def detach(self, worker: Worker, writer: FrameWriter) -> None:
         if worker.writer is not writer:
             return
         worker.writer = None
+        worker.ready = False
         if worker.provider == REMOTE and worker.job_id is None:
             self._drop(worker)  # registered still; it may come back
         elif worker.state is S.STOPPING or (worker.retiring and worker.job_id is None):
@@ -226,6 +234,7 @@ class Pool:
         worker_id = "r" + secrets.token_hex(4)
         token = secrets.token_urlsafe(24)
         await self.store.insert_worker(worker_id, REMOTE, hash_token(token), pool, state=str(S.IDLE))
+        self.remote_pools.add(pool)
         log.info("registered remote agent %s (pool %r)", worker_id, pool)
         return worker_id, token
 
@@ -236,6 +245,7 @@ class Pool:
         worker = self.workers.get(worker_id)
         if worker is not None:
             if worker.job_id is not None:
+                worker.send(Cancel(job_id=worker.job_id, grace=0, reason="the agent's registration was removed"))
                 await self.lose(worker, "its registration was removed")
             else:
                 worker.send(Shutdown(reason="its registration was removed"))
@@ -266,7 +276,7 @@ class Pool:
             worker.job_id = None
             self._drop(worker)  # nothing of it to remove here; it may reconnect later
         else:
-            if job_id is not None and worker.job_pid is not None:
+            if job_id is not None and worker.job_pid is not None and worker.provider == self.provider.name:
                 await self.provider.kill_job(worker.handle, worker.job_pid)
             await self._forget(worker, S.LOST)
         if job_id is not None:

@@ -18,6 +18,8 @@ from conftest import BIN, Daemon
         (["submit", "--grace", "-1", "true"], b"--grace"),
         (["logs", "abc"], b"not a job id"),
         (["list", "--state", "bogus"], b"unknown state"),
+        (["show", str(2**64)], b"not a job id"),
+        (["submit", "--priority", str(2**64), "true"], b"--priority"),
     ],
 )
 def test_bad_arguments_get_one_clear_line(daemon: Daemon, args: list[str], needle: bytes) -> None:

@@ -38,6 +38,7 @@ class LocalProvider:
                 stdout=out,
                 stderr=out,
                 env=env,
+                cwd="/",  # not hodeid's directory: a hodei_agent/ folder there would shadow the installed agent
                 start_new_session=True,
             )
         handle = str(proc.pid)
