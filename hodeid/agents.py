@@ -26,7 +26,7 @@ from hodei.protocol import (
 )
 from hodeid.app import App
 from hodeid.logstore import DiskFull
-from hodeid.workers import Worker
+from hodeid.worker import Worker
 
 log = logging.getLogger("hodeid.agents")
 DISK_FULL_RETRY = 1.0  # seconds before hanging up on an agent whose output has no room

@@ -6,7 +6,7 @@ import logging
 
 from hodei.protocol import JobState, WorkerState
 from hodeid.app import App
-from hodeid.workers import REMOTE, Worker
+from hodeid.worker import REMOTE, Worker
 
 log = logging.getLogger("hodeid.recovery")
 ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)

@@ -14,7 +14,8 @@ import time
 from hodei.protocol import Assign, Assignment, JobState, WorkerState
 from hodeid.jobs import Jobs
 from hodeid.store import StoredJob
-from hodeid.workers import Pool, Worker
+from hodeid.worker import Worker
+from hodeid.workers import Pool
 
 log = logging.getLogger("hodeid.scheduler")
 

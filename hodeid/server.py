@@ -33,7 +33,7 @@ from hodeid.config import Config
 from hodeid.ctl import serve_ctl
 from hodeid.providers import make_provider
 from hodeid.recovery import recover
-from hodeid.workers import AuthError
+from hodeid.worker import AuthError
 
 log = logging.getLogger("hodeid")
 HELLO_MAX = 64 * 1024  # a hello is tiny: nobody unauthenticated makes us buffer 8 MiB

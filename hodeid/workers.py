@@ -8,7 +8,6 @@ after the provision timeout, and one that goes silent is marked lost with its jo
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 import secrets
@@ -16,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hodei.errors import HodeiError
 from hodei.framing import FrameWriter
 from hodei.protocol import Cancel, Shutdown, WorkerInfo, WorkerState
 from hodeid.config import Config
@@ -24,65 +22,10 @@ from hodeid.jobs import Jobs
 from hodeid.providers.base import Provider
 from hodeid.store import Store
 from hodeid.tasks import Tasks
+from hodeid.worker import REMOTE, AuthError, Worker, hash_token
 
 log = logging.getLogger("hodeid.workers")
-REMOTE = "remote"  # provider name of agents on other machines, connected over TCP
-
 S = WorkerState
-
-
-class AuthError(HodeiError):
-    """The agent's worker id or token is not valid; the connection is refused."""
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Worker:
-    def __init__(self, worker_id: str, provider: str, image: str, token_hash: str) -> None:
-        now = time.monotonic()
-        self.id = worker_id
-        self.provider = provider
-        self.image = image
-        self.token_hash = token_hash
-        self.handle = ""
-        self.state = S.STARTING
-        self.job_id: int | None = None
-        self.job_pid: int | None = None
-        self.job_attempt = 1
-        self.foreign_job: int | None = None  # a job it still runs that is no longer its own
-        self.ready = False  # said Ready on its current connection: only then can it be given work
-        self.writer: FrameWriter | None = None
-        self.created = time.time()
-        self.started = now
-        self.last_seen = now
-        self.since = now  # when the state last changed
-        self.jobs_run = 0
-        self.retiring = False
-
-    def info(self) -> WorkerInfo:
-        lag = time.monotonic() - self.last_seen
-        return WorkerInfo(
-            id=self.id,
-            provider=self.provider,
-            state=self.state,
-            job_id=self.job_id,
-            image=self.image,
-            pid=int(self.handle) if self.handle.isdigit() else None,
-            created_at=self.created,
-            last_heartbeat=time.time() - lag if self.writer is not None else None,
-            jobs_run=self.jobs_run,
-        )
-
-    def send(self, msg: Any) -> bool:
-        if self.writer is None:
-            return False
-        try:
-            self.writer.write(msg)
-        except (ConnectionError, RuntimeError, OSError):
-            return False
-        return True
 
 
 class Pool:
