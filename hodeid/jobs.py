@@ -77,6 +77,7 @@ class Jobs:
         self.states = Notifier()  # state only: what waiters wait on, untouched by chatty output
         self.on_queued: Callable[[], None] = lambda: None  # the scheduler's wake-up
         self.cancel_reasons: dict[int, str] = {}
+        self.retries_scheduled = 0  # counts requeues with a backoff, so the scheduler knows when to look
 
     async def submit(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
         validate(spec)
@@ -137,11 +138,13 @@ class Jobs:
         if retry and info.attempt <= spec.retries and info.id not in self.cancel_reasons:
             delay = min(RETRY_BACKOFF * 2 ** (info.attempt - 1), RETRY_BACKOFF_MAX)
             log.info("job %s attempt %d %s (%s); retrying in %gs", info.id, info.attempt, state, reason, delay)
-            return await self.try_move(
+            requeued = await self.try_move(
                 info.id, ACTIVE, Q, attempt=info.attempt + 1, worker_id=None, pid=None, started_at=None,
                 exit_code=None, signal=None, log_bytes=0, run_after=time.time() + delay,
                 reason=f"attempt {info.attempt} {state}: {reason}; retry {info.attempt}/{spec.retries}",
             )
+            self.retries_scheduled += 1  # after the commit, before the scheduler runs again: it will look
+            return requeued
         return await self.try_move(info.id, ACTIVE, state, reason=reason, log_bytes=log_bytes, **fields)
 
     async def requeue(self, job_id: int, reason: str) -> StoredJob | None:

@@ -46,6 +46,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.paused = False
         self._timer: asyncio.TimerHandle | None = None
+        self._no_retries_at = -1  # Jobs.retries_scheduled when no backoff was found pending
         jobs.on_queued = self.wake
         pool.on_idle = self.wake
 
@@ -70,7 +71,12 @@ class Scheduler:
 
     async def _wake_for_retries(self) -> None:
         """Jobs waiting out a retry backoff need a wake-up when it ends: nothing else will come."""
+        generation = self.jobs.retries_scheduled
+        if generation == self._no_retries_at:
+            return  # none pending since the last look: spare the query
         when = await self.jobs.store.next_run_after()
+        if when is None:
+            self._no_retries_at = generation
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -116,8 +116,9 @@ class Store:
                 await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
 
     async def _one(self, sql: str, params: Iterable[Any] = ()) -> Any:
-        async with self._db.execute(sql, tuple(params)) as cur:
-            return await cur.fetchone()
+        # One trip to aiosqlite's thread (execute, fetch and close there), not three.
+        rows = await self._db.execute_fetchall(sql, tuple(params))
+        return rows[0] if rows else None
 
     async def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         return list(await self._db.execute_fetchall(sql, tuple(params)))
