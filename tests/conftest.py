@@ -192,3 +192,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+def need_root(why: str) -> None:
+    """Skip a test that needs root when run by hand; under CI=true, fail instead: nothing skips silently."""
+    if os.geteuid() == 0:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true requires this test to run, but it {why} and this is not root")
+    pytest.skip(why)

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, Daemon
+from conftest import BIN, Daemon, need_root
 
 NOBODY = 65534
 
@@ -21,8 +21,7 @@ def as_nobody(d: Daemon, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 @pytest.fixture
 def shared(make_daemon) -> Daemon:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as two users")
+    need_root("needs root to act as two users")
     d: Daemon = make_daemon("--socket-group", "nogroup", start=False)
     d.root.chmod(0o755)
     return d.start()
@@ -55,8 +54,7 @@ def test_users_see_only_their_own_jobs_and_jobs_run_as_them(shared: Daemon) -> N
 
 def test_other_users_cannot_reach_a_private_socket(daemon: Daemon) -> None:
     """Without --socket-group, another user cannot even connect."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as another user")
+    need_root("needs root to act as another user")
     daemon.root.chmod(0o755)
     res = as_nobody(daemon, "list")
     assert res.returncode == 3 and b"permission denied" in res.stderr

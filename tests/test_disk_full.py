@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 
-from conftest import Daemon, wait_for
+from conftest import Daemon, need_root, wait_for
 
 
 @pytest.fixture
 def small_state(make_daemon):
     """hodeid whose state directory is a 24 MiB tmpfs (root only: it mounts one)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
+    need_root("needs root to mount a small tmpfs")
     d: Daemon = make_daemon(start=False)
     d.state_dir.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(d.state_dir)], check=True)
