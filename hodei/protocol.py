@@ -33,10 +33,6 @@ class JobState(enum.StrEnum):
     TIMED_OUT = "timed_out"
     LOST = "lost"
 
-    @property
-    def final(self) -> bool:
-        return self in FINAL_STATES
-
 
 FINAL_STATES = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
@@ -344,5 +340,4 @@ CtlRequest = (
 CtlReply = JobReply | JobsReply | WorkersReply | LogData | LogEnd | AgentAdded | Pong | Error
 AgentToDaemon = Ready | Heartbeat | Accept | Reject | Output | Exited
 DaemonToAgent = Assign | Cancel | Ack | Shutdown | Error
-Handshake = Hello
 HandshakeReply = Welcome | Error

@@ -15,11 +15,6 @@ from hodeid import loops
 from hodeid.config import Config
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
 def _positive(kind: type) -> object:
     def parse(text: str) -> object:
         try:

@@ -24,7 +24,6 @@ class Config:
     heartbeat_timeout: float = 15.0
     provision_timeout: float = 60.0
     max_jobs_per_worker: int = 0  # 0: no limit
-    default_grace: float = 10.0
     max_log_bytes: int = 1 << 30  # output kept per job attempt; past it a marker, and the rest is dropped
     handshake_timeout: float = 10.0
     # agents on other machines: off unless agent_listen is "HOST:PORT"; TLS when a cert and key are given

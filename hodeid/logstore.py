@@ -80,11 +80,11 @@ class LogStore:
         handle = self._open.get(key)
         if handle is None:
             path = self.path(job_id, attempt)
-            last_seq, good, truncated = scan(path)
+            last_seq, good, output, truncated = scan(path)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             if os.fstat(fd).st_size != good:  # a torn record left by a crash: cut it off
                 os.ftruncate(fd, good)
-            handle = self._open[key] = _Open(fd, last_seq, good, output_bytes(path), truncated)
+            handle = self._open[key] = _Open(fd, last_seq, good, output, truncated)
         return handle
 
     def last_seq(self, job_id: int, attempt: int) -> int:
@@ -125,8 +125,8 @@ class LogStore:
         if handle is not None:
             os.close(handle.fd)
             return handle.output, handle.truncated
-        path = self.path(job_id, attempt)
-        return output_bytes(path), scan(path)[2]
+        _, _, output, truncated = scan(self.path(job_id, attempt))
+        return output, truncated
 
     def close_all(self) -> None:
         for handle in self._open.values():
@@ -160,7 +160,7 @@ class LogStore:
         path = self.path(job_id, attempt)
         with open(path, "rb") as f:
             for i in range(len(index) - 1, -1, -1):
-                offset, length, _ = index[i]
+                offset, length, _, _ = index[i]
                 f.seek(offset + HEADER.size)
                 data = f.read(length)
                 end = len(data)
@@ -177,8 +177,8 @@ class LogStore:
         return 0, 0
 
 
-def _index(path: Path) -> Iterator[tuple[int, int, int]]:
-    """(offset, data length, stream) of each whole record, reading headers only."""
+def _index(path: Path) -> Iterator[tuple[int, int, int, int]]:
+    """(offset, data length, stream, seq) of each whole record, reading headers only."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -188,31 +188,24 @@ def _index(path: Path) -> Iterator[tuple[int, int, int]]:
         pos = 0
         while pos + HEADER.size <= size:
             f.seek(pos)
-            _, stream, _, length = HEADER.unpack(f.read(HEADER.size))
+            seq, stream, _, length = HEADER.unpack(f.read(HEADER.size))
             if pos + HEADER.size + length > size:
                 return
-            yield pos, length, stream
+            yield pos, length, stream, seq
             pos += HEADER.size + length
 
 
-def scan(path: Path) -> tuple[int, int, bool]:
-    """(last sequence number, size of the whole records, whether truncated) of a log file."""
-    last_seq, good, truncated = 0, 0, False
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return 0, 0, False
-    with f:
-        for offset, length, _ in _index(path):
-            f.seek(offset)
-            last_seq, stream, _, _ = HEADER.unpack(f.read(HEADER.size))
-            truncated = truncated or stream == NOTE
-            good = offset + HEADER.size + length
-    return last_seq, good, truncated
-
-
-def output_bytes(path: Path) -> int:
-    return sum(length for _, length, stream in _index(path) if stream != NOTE)
+def scan(path: Path) -> tuple[int, int, int, bool]:
+    """One pass over a log file: (last sequence number, size of the whole records, bytes of the
+    job's own output, whether hodeid truncated it)."""
+    last_seq, good, output, truncated = 0, 0, 0, False
+    for offset, length, stream, seq in _index(path):
+        last_seq, good = seq, offset + HEADER.size + length
+        if stream == NOTE:
+            truncated = True
+        else:
+            output += length
+    return last_seq, good, output, truncated
 
 
 __all__ = ["LogStore", "Record", "Stream", "parse", "scan"]

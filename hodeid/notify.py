@@ -20,8 +20,3 @@ class Notifier:
         ev = self._events.pop(key, None)
         if ev is not None:
             ev.set()
-
-    def notify_all(self) -> None:
-        events, self._events = self._events, {}
-        for ev in events.values():
-            ev.set()

@@ -88,7 +88,7 @@ class Scheduler:
         idle = self.pool.idle()
         if not idle:
             return
-        default = self.pool.config.image if self.pool.provider.name == "docker" else ""
+        default = self.pool.default_image
         by_image: dict[str, list[Worker]] = {}
         for worker in idle:
             by_image.setdefault(worker.image, []).append(worker)
@@ -102,7 +102,7 @@ class Scheduler:
                 break
 
     async def assign(self, job: StoredJob, worker: Worker) -> None:
-        if worker not in self.pool.idle():  # retired, lost or gone while we read the queue
+        if not worker.available:  # retired, lost or gone while we read the queue
             self.wake()
             return
         moved = await self.jobs.try_move(job.info.id, (JobState.QUEUED,), JobState.ASSIGNED, worker_id=worker.id)

@@ -45,6 +45,12 @@ class Worker:
         self.jobs_run = 0
         self.retiring = False
 
+    @property
+    def available(self) -> bool:
+        """Can be given a job now: idle, connected, said Ready, not retiring, holding nothing."""
+        return (self.state is S.IDLE and self.writer is not None and self.ready and not self.retiring
+                and self.foreign_job is None)
+
     def info(self) -> WorkerInfo:
         lag = time.monotonic() - self.last_seen
         return WorkerInfo(

@@ -39,7 +39,6 @@ class Pool:
         self.on_idle: Callable[[], None] = lambda: None  # the scheduler's wake-up
         self._backoff = 0.0
         self._backoff_until = 0.0
-        self.provision_error = ""
         self._removals: set[asyncio.Task[Any]] = set()
         self.remote_pools: set[str] = set()  # --image names served by remote agents, never provisioned here
 
@@ -53,10 +52,12 @@ class Pool:
         return [w for w in self.live() if w.provider != REMOTE]
 
     def idle(self) -> list[Worker]:
-        return [
-            w for w in self.workers.values()
-            if w.state is S.IDLE and w.writer is not None and w.ready and not w.retiring and w.foreign_job is None
-        ]
+        return [w for w in self.workers.values() if w.available]
+
+    @property
+    def default_image(self) -> str:
+        """The image of jobs that name none: the configured one for docker, none for local processes."""
+        return self.config.image if self.provider.name == "docker" else ""
 
     def infos(self) -> list[WorkerInfo]:
         return [w.info() for w in self.live()]
@@ -79,7 +80,7 @@ class Pool:
         if time.monotonic() < self._backoff_until:
             return
         want = {image: n for image, n in demand.items() if image not in self.remote_pools or not image}
-        default = self.config.image if self.provider.name == "docker" else ""
+        default = self.default_image
         if self.config.min_idle:
             idle_default = sum(1 for w in self.provisioned() if w.image == default and w.state in (S.STARTING, S.IDLE))
             want[default] = want.get(default, 0) + max(0, self.config.min_idle - idle_default)
@@ -113,15 +114,13 @@ class Pool:
             message = str(e) or type(e).__name__
             self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
             self._backoff_until = time.monotonic() + self._backoff
-            self.provision_error = message
             log.error("cannot start a %s worker: %s (next try in %.0fs)", self.provider.name, message, self._backoff)
-            job_image = "" if image == self.config.image else image
+            job_image = "" if image == self.default_image else image
             await self.store.note_queued(job_image, f"waiting for a worker: {message}")
             await self._forget(worker, S.GONE)
             self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
             return None
         self._backoff = 0.0
-        self.provision_error = ""
         await self.store.update_worker(worker_id, handle=worker.handle)
         log.info("started worker %s (%s)", worker_id, worker.handle)
         return worker
