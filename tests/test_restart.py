@@ -83,7 +83,8 @@ def test_job_whose_worker_never_returns_is_lost(make_daemon, tmp_path) -> None:
     d: Daemon = make_daemon()
     jid = d.submit(f"echo $$ > {tmp_path}/pid; sleep 300")
     wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip(), what="the job")
-    d.kill()
+    d.wait_state(jid, "running")  # hodeid has stored the job's pid (with both daemon and agent dead
+    d.kill()                      # before that, nobody could know which process to kill)
     for agent in d.agents():
         import os
 
