@@ -81,7 +81,7 @@ class AgentSession:
                     await app.jobs.started(job_id, started_at, pid)
             case Reject(job_id=job_id, reason=reason):
                 if self._owns(job_id, "a rejection"):
-                    worker.job_id = None
+                    worker.release()
                     await app.jobs.requeue(job_id, f"worker {worker.id} refused it: {reason}")
                     await app.pool.set_state(worker, WorkerState.IDLE)
             case Exited() as exited:
@@ -105,7 +105,7 @@ class AgentSession:
                  f" holding job {job_id}" if job_id is not None else "")
         worker.ready = True
         if held is not None and held != job_id:  # the assignment never reached the agent, or its process is gone
-            worker.job_id = None
+            worker.release()
             if await app.jobs.requeue(held, "the worker reconnected without the job") is None:
                 await app.jobs.lost(held, f"worker {worker.id} reconnected without the job")
         if job_id is None:
@@ -121,8 +121,7 @@ class AgentSession:
             worker.send(Cancel(job_id=job_id, grace=0, reason="the job is no longer assigned to this worker"))
             await app.pool.set_state(worker, WorkerState.BUSY)
             return
-        worker.job_id = job_id
-        worker.job_attempt = job.info.attempt
+        worker.hold(job)
         worker.job_pid = ready.pid or job.pid
         await app.pool.set_state(worker, WorkerState.BUSY)
         # Tell the agent what is stored, so it resends the rest and nothing twice.
@@ -141,13 +140,14 @@ class AgentSession:
             return
         if not self._owns(msg.job_id, "an exit"):
             return
-        job = await app.store.get_job(msg.job_id)
+        job = worker.job  # as assigned: its spec and attempt are what finishing it needs
+        if job is None or job.info.id != msg.job_id:  # a job it held across a reconnect or a restart
+            job = await app.store.get_job(msg.job_id)
         if job is not None and job.info.state in ACTIVE:
             await app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason)
         self._acks.pop(msg.job_id, None)
         worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))
-        worker.job_id = None
-        worker.job_pid = None
+        worker.release()
         worker.jobs_run += 1
         limit = app.config.max_jobs_per_worker
         await app.pool.set_state(worker, WorkerState.IDLE)

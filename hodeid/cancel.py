@@ -49,7 +49,7 @@ async def _watchdog(app: App, job_id: int, grace: float, reason: str) -> None:
     if worker is not None:  # kill first, then say cancelled: never the other way round
         if worker.job_pid is not None and worker.provider == app.provider.name:  # never a remote host's pid here
             await app.provider.kill_job(worker.handle, worker.job_pid)
-        worker.job_id = None
+        worker.release()
         await app.pool.lose(worker, "it did not answer a cancel")
     await app.jobs.try_move(
         job_id, ACTIVE, JobState.CANCELLED, reason=f"{reason}; the agent did not answer, so its worker was killed"

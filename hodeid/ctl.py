@@ -96,18 +96,15 @@ class CtlSession:
                     await send(JobsReply(jobs=[j.info for j in page], more=True))
                 await send(JobsReply(jobs=[]))
             case CancelJobs(job_ids=ids, grace=grace, wait=wait):
-                for job_id in ids:
-                    await self._job(job_id)  # unknown (or others') ids fail before anything is cancelled
+                await self._jobs(ids)  # unknown (or others') ids fail before anything is cancelled
                 for job_id in ids:
                     await cancel(app, job_id, grace, "cancelled by user")
-                if wait:
-                    await self._until_gone(self._wait_all(ids))
-                await send(JobsReply(jobs=[(await app.jobs.get(i)).info for i in ids]))
+                jobs = await (self._until_gone(app.jobs.wait_all(ids)) if wait else app.jobs.get_many(ids))
+                await send(JobsReply(jobs=[jobs[i].info for i in ids]))
             case WaitJobs(job_ids=ids):
-                for job_id in ids:
-                    await self._job(job_id)
-                await self._until_gone(self._wait_all(ids))
-                await send(JobsReply(jobs=[(await app.jobs.get(i)).info for i in ids]))
+                await self._jobs(ids)
+                jobs = await self._until_gone(app.jobs.wait_all(ids))
+                await send(JobsReply(jobs=[jobs[i].info for i in ids]))
             case ReadLogs():
                 await self._until_gone(self._logs(req))
             case ListWorkers():
@@ -129,15 +126,15 @@ class CtlSession:
             raise InvalidSpec(f"only root or members of hodeid's --admin-group may {what}")
 
     async def _job(self, job_id: int) -> StoredJob:
-        """The job, if this caller may see it: their own, or any for root and the admin group."""
-        job = await self.app.jobs.get(job_id)
-        if not self.sees_all and job.owner_uid != self.uid:
-            raise JobNotFound(f"no job {job_id}: `hodeictl list` shows the jobs there are")
-        return job
+        return (await self._jobs([job_id]))[job_id]
 
-    async def _wait_all(self, ids: list[int]) -> None:
-        for job_id in ids:
-            await self.app.jobs.wait_final(job_id)
+    async def _jobs(self, job_ids: list[int]) -> dict[int, StoredJob]:
+        """The jobs, if this caller may see them all: their own, or any for root and the admin group."""
+        jobs = await self.app.jobs.get_many(job_ids)
+        hidden = next((i for i in job_ids if not self.sees_all and jobs[i].owner_uid != self.uid), None)
+        if hidden is not None:
+            raise JobNotFound(f"no job {hidden}: `hodeictl list` shows the jobs there are")
+        return jobs
 
     async def _logs(self, req: ReadLogs) -> None:
         """Stream one attempt's output (the latest by default); a follower moves on to a retry's."""

@@ -74,7 +74,7 @@ class Jobs:
         self.store = store
         self.logs = logs
         self.changes = changes  # output or state: what log followers wait on
-        self.states = Notifier()  # state only: what waiters wait on, untouched by chatty output
+        self.finals = Notifier()  # a job reached its final state: what waiters wait on
         self.on_queued: Callable[[], None] = lambda: None  # the scheduler's wake-up
         self.cancel_reasons: dict[int, str] = {}
         self.retries_scheduled = 0  # counts requeues with a backoff, so the scheduler knows when to look
@@ -91,18 +91,35 @@ class Jobs:
             raise JobNotFound(f"no job {job_id}: `hodeictl list` shows the jobs there are")
         return job
 
+    async def get_many(self, job_ids: list[int]) -> dict[int, StoredJob]:
+        jobs = await self.store.get_jobs(job_ids)
+        missing = next((i for i in job_ids if i not in jobs), None)
+        if missing is not None:
+            raise JobNotFound(f"no job {missing}: `hodeictl list` shows the jobs there are")
+        return jobs
+
+    async def take_next(self, worker_id: str, images: tuple[str, ...]) -> StoredJob | None:
+        """The next queued job this worker can run, now assigned to it; None when there is none."""
+        job = await self.store.take_next(worker_id, images)
+        if job is not None:
+            self._changed(job.info.id, A)
+        return job
+
     async def move(self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any) -> StoredJob:
         """The one way a job changes state: a guarded update, then wake whoever watches the job."""
         if to in FINAL_STATES:
             fields.setdefault("finished_at", time.time())
         job = await self.store.transition(job_id, allowed, to, **fields)
+        self._changed(job_id, to)
+        return job
+
+    def _changed(self, job_id: int, to: JobState) -> None:
         if to in FINAL_STATES:
             self.cancel_reasons.pop(job_id, None)
+            self.finals.notify(job_id)
         elif to is Q:
             self.on_queued()
         self.changes.notify(job_id)
-        self.states.notify(job_id)
-        return job
 
     async def try_move(self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any) -> StoredJob | None:
         try:
@@ -157,10 +174,21 @@ class Jobs:
         return await self.try_move(job_id, (Q,), JobState.CANCELLED, reason=reason)
 
     async def wait_final(self, job_id: int) -> StoredJob:
-        while True:
-            changed = self.states.event(job_id)
-            job = await self.get(job_id)
-            if job.info.state in FINAL_STATES:
-                return job
-            await changed.wait()
+        return (await self.wait_all([job_id]))[job_id]
 
+    async def wait_all(self, job_ids: list[int]) -> dict[int, StoredJob]:
+        """Wait until every one of these jobs has reached a final state; return them all.
+
+        A handful of batched reads whatever the number of jobs: one to find those still going, one
+        after taking their wake-ups (so an end in between is not missed), one for the answer.
+        """
+        jobs = await self.get_many(job_ids)
+        pending = [i for i, job in jobs.items() if job.info.state not in FINAL_STATES]
+        if pending:
+            ends = {i: self.finals.event(i) for i in pending}
+            now = await self.store.get_jobs(pending)
+            for job_id in pending:
+                if now[job_id].info.state not in FINAL_STATES:
+                    await ends[job_id].wait()
+            jobs = await self.get_many(job_ids)
+        return jobs

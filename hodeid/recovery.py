@@ -35,9 +35,7 @@ async def recover(app: App) -> None:
         worker.state = WorkerState.BUSY if info.id in by_worker else WorkerState.IDLE
         job = by_worker.get(info.id)
         if job is not None:
-            worker.job_id = job.info.id
-            worker.job_attempt = job.info.attempt
-            worker.job_pid = job.pid
+            worker.hold(job)
         pool.workers[info.id] = worker
         log.info("waiting for worker %s (%s) to reconnect", info.id, worker.state)
     live = set(pool.workers)

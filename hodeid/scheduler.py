@@ -11,10 +11,10 @@ import logging
 import os
 import time
 
-from hodei.protocol import Assign, Assignment, JobState, WorkerState
+from hodei.protocol import Assign, Assignment, WorkerState
 from hodeid.jobs import Jobs
 from hodeid.store import StoredJob
-from hodeid.worker import Worker
+from hodeid.worker import REMOTE, Worker
 from hodeid.workers import Pool
 
 log = logging.getLogger("hodeid.scheduler")
@@ -61,8 +61,9 @@ class Scheduler:
                 continue
             try:
                 await self.dispatch()
-                limit = 2 * self.pool.config.max_workers + self.pool.config.min_idle + 64
-                self.pool.scale(await self.jobs.store.count_queued_by_image(limit))
+                if self.pool.can_scale():  # at --max-workers with none idle, counting the queue would change nothing
+                    limit = 2 * self.pool.config.max_workers + self.pool.config.min_idle + 64
+                    self.pool.scale(await self.jobs.store.count_queued_by_image(limit))
                 await self._wake_for_retries()
             except Exception:
                 log.exception("scheduling pass failed; retrying on the next event")
@@ -85,34 +86,23 @@ class Scheduler:
             self._timer = loop.call_later(max(0.0, when - time.time()) + 0.01, self.wake)
 
     async def dispatch(self) -> None:
-        idle = self.pool.idle()
-        if not idle:
-            return
+        """Give each idle worker the next job it can run. Remote agents, which take only jobs that name
+        no image, come last, so that the pool's own workers get those jobs first."""
         default = self.pool.default_image
-        by_image: dict[str, list[Worker]] = {}
-        for worker in idle:
-            by_image.setdefault(worker.image, []).append(worker)
-        for job in await self.jobs.store.queued(len(idle) + 16):
-            free = by_image.get(job.spec.image or default) or (None if job.spec.image else by_image.get(""))
-            if not free:  # ("" is the pool of remote agents that take jobs naming no image)
+        for worker in sorted(self.pool.idle(), key=lambda w: w.provider == REMOTE):
+            if not worker.available:  # retired, lost or gone while an earlier one was served
                 continue
-            worker = free.pop()
-            await self.assign(job, worker)
-            if not any(by_image.values()):
-                break
+            # A worker runs jobs of its image; a worker of the default image (and a remote agent)
+            # also runs those that name none.
+            images = ("", worker.image) if worker.image in ("", default) else (worker.image,)
+            job = await self.jobs.take_next(worker.id, images)
+            if job is not None:
+                await self.assign(job, worker)
 
     async def assign(self, job: StoredJob, worker: Worker) -> None:
-        if not worker.available:  # retired, lost or gone while we read the queue
-            self.wake()
+        job_id = job.info.id
+        if not worker.available or not worker.send(Assign(job=assignment(job, local=worker.provider == "local"))):
+            await self.jobs.requeue(job_id, "the worker went away before taking the job")
             return
-        moved = await self.jobs.try_move(job.info.id, (JobState.QUEUED,), JobState.ASSIGNED, worker_id=worker.id)
-        if moved is None:
-            return
-        worker.job_id = job.info.id
-        worker.job_pid = None
-        worker.job_attempt = moved.info.attempt
-        if not worker.send(Assign(job=assignment(moved, local=worker.provider == "local"))):
-            worker.job_id = None
-            await self.jobs.requeue(job.info.id, "the worker disconnected before taking the job")
-            return
+        worker.hold(job)
         await self.pool.set_state(worker, WorkerState.BUSY)

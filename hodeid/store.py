@@ -137,6 +137,16 @@ class Store:
         row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _job_from_row(row) if row else None
 
+    async def get_jobs(self, job_ids: Iterable[int], chunk: int = 500) -> dict[int, StoredJob]:
+        """The jobs among these ids that exist, by id: one statement per ``chunk`` ids."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[int, StoredJob] = {}
+        for i in range(0, len(ids), chunk):
+            part = ids[i:i + chunk]
+            rows = await self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(part))})", part)
+            found.update((row[0], _job_from_row(row)) for row in rows)
+        return found
+
     async def list_jobs(
         self, states: list[JobState], limit: int, owner_uid: int | None, page: int = 500
     ) -> AsyncIterator[list[StoredJob]]:
@@ -169,14 +179,16 @@ class Store:
             if len(rows) < size:
                 return
 
-    async def queued(self, limit: int) -> list[StoredJob]:
-        """The next queued jobs in dispatch order: higher priority first, then FIFO."""
-        rows = await self._all(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND (run_after IS NULL OR run_after <= ?)"
-            " ORDER BY priority DESC, id LIMIT ?",
-            (time.time(), limit),
+    async def take_next(self, worker_id: str, images: tuple[str, ...]) -> StoredJob | None:
+        """Assign the next queued job this worker can run to it, in dispatch order (higher priority
+        first, then FIFO): one guarded statement picks and moves it, so no other pass can take it too."""
+        row = await self._one(
+            f"UPDATE jobs SET state = 'assigned', worker_id = ? WHERE id = (SELECT id FROM jobs"
+            f" WHERE state = 'queued' AND (run_after IS NULL OR run_after <= ?) AND image IN ({','.join('?' * len(images))})"
+            f" ORDER BY priority DESC, id LIMIT 1) AND state = 'queued' RETURNING {_JOB_COLUMNS}",
+            (worker_id, time.time(), *images),
         )
-        return [_job_from_row(r) for r in rows]
+        return _job_from_row(row) if row else None
 
     async def count_queued_by_image(self, at_most: int) -> dict[str, int]:
         """Queued jobs ready to run, per image, counting no further than ``at_most`` in all.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hodei.errors import HodeiError
 from hodei.framing import FrameWriter
 from hodei.protocol import WorkerInfo, WorkerState
+
+if TYPE_CHECKING:
+    from hodeid.store import StoredJob
 
 REMOTE = "remote"  # provider name of agents on other machines, connected over TCP
 
@@ -33,6 +36,7 @@ class Worker:
         self.handle = ""
         self.state = S.STARTING
         self.job_id: int | None = None
+        self.job: StoredJob | None = None  # the job as assigned, when this hodeid assigned it
         self.job_pid: int | None = None
         self.job_attempt = 1
         self.foreign_job: int | None = None  # a job it still runs that is no longer its own
@@ -50,6 +54,19 @@ class Worker:
         """Can be given a job now: idle, connected, said Ready, not retiring, holding nothing."""
         return (self.state is S.IDLE and self.writer is not None and self.ready and not self.retiring
                 and self.foreign_job is None)
+
+    def hold(self, job: StoredJob) -> None:
+        """Now running this job (this attempt of it)."""
+        self.job_id = job.info.id
+        self.job = job
+        self.job_attempt = job.info.attempt
+        self.job_pid = job.pid
+
+    def release(self) -> None:
+        """Holding no job any more."""
+        self.job_id = None
+        self.job = None
+        self.job_pid = None
 
     def info(self) -> WorkerInfo:
         lag = time.monotonic() - self.last_seen

@@ -51,6 +51,11 @@ class Pool:
         """Live workers this hodeid started (remote agents do not count against --max-workers)."""
         return [w for w in self.live() if w.provider != REMOTE]
 
+    def can_scale(self) -> bool:
+        """Whether ``scale`` could do anything: start a worker, or retire an idle one to make room."""
+        return time.monotonic() >= self._backoff_until and (
+            len(self.provisioned()) < self.config.max_workers or any(w.available for w in self.workers.values()))
+
     def idle(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.available]
 
@@ -215,7 +220,7 @@ class Pool:
         log.warning("worker %s lost: %s", worker.id, reason)
         job_id = worker.job_id
         if worker.provider == REMOTE:
-            worker.job_id = None
+            worker.release()
             self._drop(worker)  # nothing of it to remove here; it may reconnect later
         else:
             if job_id is not None and worker.job_pid is not None and worker.provider == self.provider.name:
