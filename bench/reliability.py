@@ -80,7 +80,7 @@ from typing import Any
 
 import msgspec
 
-from hodei.framing import encode_frame
+from hodei.frames import encode_frame
 from hodei.protocol import (
     FINAL_STATES,
     MAX_FRAME,
@@ -92,7 +92,8 @@ from hodei.protocol import (
     Ping,
     Role,
 )
-from hodeictl.client import Client, spec_from_cli
+from aclient import Client  # hodeictl.client.Client, awaitable
+from hodeictl.client import spec_from_cli
 
 BIN = VENV / "bin" if (VENV / "bin" / "hodeid").exists() else Path(sys.executable).parent
 MARK = "HODEI_RELIABILITY_RUN"  # every process we start inherits MARK=<token>: cleanup finds them by it

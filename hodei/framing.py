@@ -1,22 +1,21 @@
-"""Length-prefixed msgpack framing over asyncio streams.
+"""Length-prefixed msgpack framing over asyncio streams (the format itself is in ``hodei.frames``).
 
-A frame is a 4-byte big-endian body length followed by the msgpack body. The length is checked
-against ``MAX_FRAME`` before a byte of the body is read, so a peer cannot make us allocate more.
+The length is checked against ``MAX_FRAME`` before a byte of the body is read, so a peer cannot make
+us allocate more.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from hodei.errors import FrameTooLarge, ProtocolError
+from hodei.errors import ProtocolError
+from hodei.frames import body_size, encode_frame_into
 from hodei.protocol import MAX_FRAME
 
 T = TypeVar("T")
-_PREFIX = struct.Struct(">I")
 
 
 class FrameReader(Generic[T]):
@@ -47,9 +46,7 @@ class FrameReader(Generic[T]):
             if not e.partial:
                 return None
             raise ProtocolError("the connection closed in the middle of a frame length") from None
-        (size,) = _PREFIX.unpack(head)
-        if size > self._max:
-            raise FrameTooLarge(f"a frame of {size} bytes is over the {self._max}-byte limit")
+        size = body_size(head, self._max)
         try:
             body = await self._exactly(size)
         except asyncio.IncompleteReadError:
@@ -73,12 +70,8 @@ class FrameWriter:
 
     def write(self, msg: Any) -> None:
         """Queue one frame; call ``drain`` to respect back-pressure."""
-        # A fresh buffer each time: a transport may hold on to a buffer it could not send yet
-        # (uvloop does), so reusing one would corrupt queued frames.
-        buf = bytearray(4)
-        self._encoder.encode_into(msg, buf, 4)
-        _PREFIX.pack_into(buf, 0, len(buf) - 4)
-        self._writer.write(buf)
+        # A fresh buffer each time: uvloop holds on to buffers it could not send yet.
+        self._writer.write(encode_frame_into(self._encoder, msg))
 
     async def send(self, msg: Any) -> None:
         self.write(msg)
@@ -99,9 +92,3 @@ class FrameWriter:
     @property
     def transport(self) -> asyncio.BaseTransport:
         return self._writer.transport
-
-
-def encode_frame(msg: Any) -> bytes:
-    """One whole frame as bytes (tests, and blocking clients)."""
-    body = msgspec.msgpack.encode(msg)
-    return _PREFIX.pack(len(body)) + body

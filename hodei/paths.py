@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def default_state_dir() -> Path:
+    from pathlib import Path
+
     if env := os.environ.get("HODEI_STATE_DIR"):
         return Path(env)
     if os.geteuid() == 0:
@@ -16,18 +21,29 @@ def default_state_dir() -> Path:
 
 
 def default_runtime_dir() -> Path:
+    from pathlib import Path
+
+    return Path(_runtime_dir())
+
+
+def _runtime_dir() -> str:
     if os.geteuid() == 0:
-        return Path("/run/hodei")
+        return "/run/hodei"
     if xdg := os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(xdg) / "hodei"
-    return Path(f"/tmp/hodei-{os.geteuid()}")
+        return os.path.join(xdg, "hodei")
+    return f"/tmp/hodei-{os.geteuid()}"
 
 
 def default_socket() -> Path:
-    """The control socket: $HODEI_SOCKET, else hodei.sock in the runtime directory."""
-    if env := os.environ.get("HODEI_SOCKET"):
-        return Path(env)
-    return default_runtime_dir() / "hodei.sock"
+    from pathlib import Path
+
+    return Path(default_socket_path())
+
+
+def default_socket_path() -> str:
+    """The control socket: $HODEI_SOCKET, else hodei.sock in the runtime directory. (A string: the
+    CLI's quick path does not load pathlib.)"""
+    return os.environ.get("HODEI_SOCKET") or os.path.join(_runtime_dir(), "hodei.sock")
 
 
 def agent_socket_for(control_socket: Path) -> Path:

@@ -1,3 +1,3 @@
-from hodeictl.cli import main
+from hodeictl.main import main
 
 main()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
@@ -15,7 +14,8 @@ import typer
 from hodei.errors import HodeiError, UsageError
 from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
-from hodeictl.client import Client, spec_from_cli
+from hodeictl.args import fail, job_id, submit_spec
+from hodeictl.client import Client
 
 T = TypeVar("T")
 
@@ -33,45 +33,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON")]
 JobArg = Annotated[str, typer.Argument(help="job id", show_default=False)]
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    print(f"hodeictl: {message}", file=sys.stderr)
-    raise typer.Exit(code)
-
-
-def run(work: Callable[[Client], Awaitable[T]]) -> T:
-    async def main() -> T:
-        client = Client(_state["socket"])
-        try:
-            return await work(client)
-        finally:
-            await client.close()
-
+def run(work: Callable[[Client], T]) -> T:
     try:
-        return asyncio.run(main())
+        with Client(_state["socket"]) as client:
+            return work(client)
     except HodeiError as e:
         fail(str(e), e.exit_code)
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-def job_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        fail(f"{text!r} is not a job id: job ids are numbers, as `hodeictl list` shows")
-    if not 0 < value < 2**63:
-        fail(f"{text!r} is not a job id: job ids are positive numbers, as `hodeictl list` shows")
-    return value
-
-
-def pairs(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"{flag} takes KEY=VALUE, got {item!r}")
-        out[key] = value
-    return out
+        raise SystemExit(130) from None
 
 
 @app.callback()
@@ -98,39 +67,26 @@ def submit(
     json: JsonOpt = False,
 ) -> None:
     """Queue a command. Prints the job id (or follows it with -f)."""
-    if retries < 0:
-        fail("--retries must be zero or more")
-    if not command or (len(command) == 1 and not command[0].strip()):
-        fail("the command is empty: give a shell line, or an argv after --")
-    if timeout is not None and timeout <= 0:
-        fail("--timeout must be a positive number of seconds")
-    if grace < 0:
-        fail("--grace must be zero or a positive number of seconds")
-    if not -(2**31) < priority < 2**31:
-        fail("--priority must be between -2147483647 and 2147483647")
-    if cwd:
-        cwd = os.path.abspath(cwd)
-    spec = spec_from_cli(command, name=name, env=pairs(env, "--env"), cwd=cwd, timeout=timeout, grace=grace,
-                         priority=priority, labels=pairs(label, "--label"), image=image, retries=retries,
-                         retry_on_failure=retry_on_failure)
+    spec = submit_spec(command, name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
+                       label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
 
-    async def work(c: Client) -> int:
-        job = await c.submit(spec)
+    def work(c: Client) -> int:
+        job = c.submit(spec)
         if not follow:
             print(render.to_json(job) if json else job.id, flush=True)
             return 0
         if sys.stderr.isatty():
             print(f"hodeictl: job {job.id} queued", file=sys.stderr)
-        return await _print_logs(c, job.id, follow=True, tail=None, timestamps=False)
+        return _print_logs(c, job.id, follow=True, tail=None, timestamps=False)
 
     raise typer.Exit(run(work))
 
 
-async def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool, attempt: int = 0) -> int:
+def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool, attempt: int = 0) -> int:
     outs = {Stream.STDOUT: sys.stdout.buffer, Stream.STDERR: sys.stderr.buffer}
     at_line_start = {Stream.STDOUT: True, Stream.STDERR: True}
     end: JobInfo | None = None
-    async for msg in c.logs(jid, follow=follow, tail=tail, attempt=attempt):
+    for msg in c.logs(jid, follow=follow, tail=tail, attempt=attempt):
         if isinstance(msg, LogEnd):
             end = msg.job
             break
@@ -280,3 +236,7 @@ def main() -> None:
         fail(str(e))
     except BrokenPipeError:
         os._exit(0)
+
+
+if __name__ == "__main__":  # the typer CLI alone, without the quick path: python -m hodeictl.cli
+    main()

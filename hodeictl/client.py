@@ -1,27 +1,31 @@
-"""An async client for hodeid's control socket: what the CLI is built on, and what scripts can use.
+"""A client for hodeid's control socket: what the CLI is built on, and what scripts can use.
 
-    async with Client() as c:
-        job = await c.submit(JobSpec(command=["make -j8"], shell=True))
-        async for chunk in c.follow(job.id):
+    with Client() as c:
+        job = c.submit(JobSpec(command=["make -j8"], shell=True))
+        for msg in c.logs(job.id, follow=True):
             ...
+
+It is blocking on purpose: a CLI call makes one or a few requests in a row, and a plain socket
+spares it importing asyncio, which takes longer to load than the request takes to answer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
+import socket as _socket
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
+
 from hodei.errors import DaemonNotRunning, ProtocolError, RemoteError
-from hodei.framing import FrameReader, FrameWriter
-from hodei.paths import default_socket
+from hodei.frames import body_size, encode_frame
+from hodei.paths import default_socket_path
 from hodei.protocol import (
     PROTOCOL_VERSION,
     AddAgent,
     AgentAdded,
-    RemoveAgent,
     CancelJobs,
     CtlReply,
     Error,
@@ -39,6 +43,7 @@ from hodei.protocol import (
     LogData,
     LogEnd,
     ReadLogs,
+    RemoveAgent,
     Role,
     Submit,
     WaitJobs,
@@ -48,121 +53,157 @@ from hodei.protocol import (
 )
 
 RECONNECT_FOR = 60.0  # seconds a follower keeps trying to reach a restarting hodeid
+PIPELINE = 32  # submits in flight at once in submit_many: replies stay well inside the socket buffers
+
+_handshake = msgspec.msgpack.Decoder(HandshakeReply)
+_reply = msgspec.msgpack.Decoder(CtlReply)
 
 
 class Client:
-    def __init__(self, socket: str | Path | None = None) -> None:
-        self.socket = Path(socket) if socket else default_socket()
-        self._reader: FrameReader[Any] | None = None
-        self._writer: FrameWriter | None = None
+    def __init__(self, socket: str | os.PathLike[str] | None = None, timeout: float | None = None) -> None:
+        self.socket = os.fspath(socket) if socket else default_socket_path()
+        self.timeout = timeout  # per send or read; None waits as long as the request takes (wait, logs -f)
+        self._sock: _socket.socket | None = None
+        self._in: Any = None  # buffered reader over the socket
 
-    async def __aenter__(self) -> Client:
-        await self.connect()
+    def __enter__(self) -> Client:
+        self.connect()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-    async def connect(self) -> None:
+    def connect(self) -> None:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
         try:
-            r, w = await asyncio.open_unix_connection(str(self.socket), limit=16 << 20)
+            sock.connect(self.socket)
         except (FileNotFoundError, ConnectionRefusedError) as e:
+            sock.close()
             raise DaemonNotRunning(
                 f"hodeid is not running (no daemon at {self.socket}): start it with `hodeid`"
                 " or `systemctl start hodeid`, or point --socket / HODEI_SOCKET at it"
             ) from e
         except PermissionError as e:
+            sock.close()
             raise DaemonNotRunning(
                 f"permission denied on {self.socket}: ask for the socket's group, or use your own hodeid"
             ) from e
         except OSError as e:
+            sock.close()
             raise DaemonNotRunning(f"cannot connect to hodeid at {self.socket}: {e.strerror or e}") from e
-        self._writer = FrameWriter(w)
-        self._reader = FrameReader(r, HandshakeReply)
-        await self._writer.send(Hello(version=PROTOCOL_VERSION, role=Role.CTL, client="hodeictl"))
-        reply = await self._read()
-        if not isinstance(reply, Welcome):
+        self._sock, self._in = sock, sock.makefile("rb")
+        self._send(Hello(version=PROTOCOL_VERSION, role=Role.CTL, client="hodeictl"))
+        if not isinstance(self._read(_handshake), Welcome):
             raise ProtocolError("hodeid did not answer the handshake")
-        self._reader = FrameReader(r, CtlReply)
 
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            await self._writer.wait_closed()
-            self._writer = None
+    def close(self) -> None:
+        if self._sock is not None:
+            self._in.close()
+            self._sock.close()
+            self._sock = self._in = None
 
-    async def _read(self) -> Any:
-        assert self._reader is not None
+    def _send(self, msg: Any) -> None:
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
         try:
-            reply = await self._reader.read()
-        except (ConnectionError, OSError, ProtocolError) as e:  # a frame cut short: hodeid died mid-reply
+            self._sock.sendall(encode_frame(msg))
+        except OSError as e:
             raise DaemonNotRunning(f"lost the connection to hodeid: {e}") from e
-        if reply is None:
-            raise DaemonNotRunning("hodeid closed the connection (is it stopping?)")
+
+    def _read(self, decoder: msgspec.msgpack.Decoder[Any] = _reply) -> Any:
+        try:
+            head = self._in.read(4)
+            if not head:
+                raise DaemonNotRunning("hodeid closed the connection (is it stopping?)")
+            size = body_size(head) if len(head) == 4 else -1
+            body = self._in.read(size) if size >= 0 else b""
+            if size < 0 or len(body) < size:  # a frame cut short: hodeid died mid-reply
+                raise DaemonNotRunning("lost the connection to hodeid in the middle of a reply")
+            reply = decoder.decode(body)
+        except OSError as e:
+            raise DaemonNotRunning(f"lost the connection to hodeid: {e}") from e
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise ProtocolError(f"hodeid sent a message this hodeictl does not understand: {e}") from None
         if isinstance(reply, Error):
             raise RemoteError(reply.code, reply.message)
         return reply
 
-    async def request(self, msg: Any) -> Any:
-        await self._send(msg)
-        return await self._read()
+    def request(self, msg: Any) -> Any:
+        self._send(msg)
+        return self._read()
 
     # ---- requests -------------------------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec) -> JobInfo:
-        reply: JobReply = await self.request(Submit(spec=spec))
+    def submit(self, spec: JobSpec) -> JobInfo:
+        reply: JobReply = self.request(Submit(spec=spec))
         return reply.job
 
-    async def get(self, job_id: int) -> JobInfo:
-        reply: JobReply = await self.request(GetJob(job_id=job_id))
+    def submit_many(self, specs: Iterable[JobSpec]) -> Iterator[JobInfo]:
+        """Submit jobs in order, several requests in flight at once; yields each job as it is queued.
+
+        hodeid answers one connection's requests in order, so the replies line up with the specs.
+        If one is refused, the ones before it stay queued and RemoteError is raised.
+        """
+        in_flight = 0
+        for spec in specs:
+            if in_flight == PIPELINE:
+                yield self._read().job
+                in_flight -= 1
+            self._send(Submit(spec=spec))
+            in_flight += 1
+        for _ in range(in_flight):
+            yield self._read().job
+
+    def get(self, job_id: int) -> JobInfo:
+        reply: JobReply = self.request(GetJob(job_id=job_id))
         return reply.job
 
-    async def history(self, job_id: int) -> tuple[JobInfo, list[JobEvent]]:
+    def history(self, job_id: int) -> tuple[JobInfo, list[JobEvent]]:
         """The job and its state changes, attempt by attempt."""
-        reply: JobReply = await self.request(GetJob(job_id=job_id, history=True))
+        reply: JobReply = self.request(GetJob(job_id=job_id, history=True))
         return reply.job, reply.history
 
-    async def list(self, states: list[JobState] | None = None, limit: int = 0) -> list[JobInfo]:
-        reply: JobsReply = await self.request(ListJobs(states=states or [], limit=limit))
+    def list(self, states: list[JobState] | None = None, limit: int = 0) -> list[JobInfo]:
+        reply: JobsReply = self.request(ListJobs(states=states or [], limit=limit))
         jobs = list(reply.jobs)
         while reply.more:
-            reply = await self._read()
+            reply = self._read()
             jobs.extend(reply.jobs)
         return jobs
 
-    async def cancel(self, job_ids: list[int], grace: float | None = None, wait: bool = True) -> list[JobInfo]:
-        reply: JobsReply = await self.request(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))
+    def cancel(self, job_ids: list[int], grace: float | None = None, wait: bool = True) -> list[JobInfo]:
+        reply: JobsReply = self.request(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))
         return reply.jobs
 
-    async def wait(self, job_ids: list[int]) -> list[JobInfo]:
-        reply: JobsReply = await self.request(WaitJobs(job_ids=job_ids))
+    def wait(self, job_ids: list[int]) -> list[JobInfo]:
+        reply: JobsReply = self.request(WaitJobs(job_ids=job_ids))
         return reply.jobs
 
-    async def add_agent(self, pool: str = "") -> AgentAdded:
-        reply: AgentAdded = await self.request(AddAgent(pool=pool))
+    def add_agent(self, pool: str = "") -> AgentAdded:
+        reply: AgentAdded = self.request(AddAgent(pool=pool))
         return reply
 
-    async def remove_agent(self, worker_id: str) -> None:
-        await self.request(RemoveAgent(worker_id=worker_id))
+    def remove_agent(self, worker_id: str) -> None:
+        self.request(RemoveAgent(worker_id=worker_id))
 
-    async def workers(self) -> list[WorkerInfo]:
-        reply: WorkersReply = await self.request(ListWorkers())
+    def workers(self) -> list[WorkerInfo]:
+        reply: WorkersReply = self.request(ListWorkers())
         return reply.workers
 
-    async def logs(
-        self, job_id: int, follow: bool = False, tail: int | None = None, attempt: int = 0
-    ) -> AsyncIterator[LogData | LogEnd]:
+    def logs(self, job_id: int, follow: bool = False, tail: int | None = None, attempt: int = 0
+             ) -> Iterator[LogData | LogEnd]:
         """The job's output chunks, then LogEnd. A follower rides out a hodeid restart."""
         last_seq = 0
         first = True
         deadline = None
         while True:
             try:
-                req = ReadLogs(job_id=job_id, follow=follow, tail=tail if first else None, from_seq=last_seq,
-                               attempt=attempt)
-                await self._send(req)
+                self._send(ReadLogs(job_id=job_id, follow=follow, tail=tail if first else None, from_seq=last_seq,
+                                    attempt=attempt))
                 while True:
-                    msg = await self._read()
+                    msg = self._read()
                     if isinstance(msg, LogEnd):
                         yield msg
                         return
@@ -172,26 +213,16 @@ class Client:
             except DaemonNotRunning:
                 if not follow:
                     raise
-                loop = asyncio.get_running_loop()
-                deadline = deadline or loop.time() + RECONNECT_FOR
+                deadline = deadline or time.monotonic() + RECONNECT_FOR
                 while True:
-                    await self.close()
-                    await asyncio.sleep(0.2)
+                    self.close()
+                    time.sleep(0.2)
                     try:
-                        await self.connect()
+                        self.connect()
                         break
                     except DaemonNotRunning:
-                        if loop.time() > deadline:
+                        if time.monotonic() > deadline:
                             raise
-
-    async def _send(self, msg: Any) -> None:
-        if self._writer is None:
-            await self.connect()
-        assert self._writer is not None
-        try:
-            await self._writer.send(msg)
-        except (ConnectionError, OSError) as e:
-            raise DaemonNotRunning(f"lost the connection to hodeid: {e}") from e
 
 
 def spec_from_cli(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -40,11 +41,60 @@ def test_unknown_job_id(daemon: Daemon) -> None:
 
 def test_daemon_not_running(tmp_path) -> None:
     """With no daemon, hodeictl says how to start one, with exit status 3 and no traceback."""
-    res = subprocess.run([str(BIN / "hodeictl"), "--socket", str(tmp_path / "none.sock"), "list"],
-                         capture_output=True, timeout=30)
-    assert res.returncode == 3
-    assert b"hodeid is not running" in res.stderr and b"start it with `hodeid`" in res.stderr
-    assert b"Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    for cmd in (["list"], ["submit", "true"]):  # the typer CLI, and the quick path for plain submits
+        res = subprocess.run([str(BIN / "hodeictl"), "--socket", str(tmp_path / "none.sock"), *cmd],
+                             capture_output=True, timeout=30)
+        assert res.returncode == 3, cmd
+        assert b"hodeid is not running" in res.stderr and b"start it with `hodeid`" in res.stderr
+        assert b"Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+# Submits the quick path handles (hodeictl.quick), each with every kind of option it reads.
+QUICK_SUBMITS = [
+    ["true"],
+    ["--name", "all", "-e", "A=1", "--env=B=two words", "--cwd", "/tmp", "--timeout", "30", "--grace=2.5",
+     "--priority", "-3", "--label", "k=v", "-l", "x=y", "--retries", "1", "--retry-on-failure", "--",
+     "sh", "-c", 'echo "$A/$B/$(pwd)"', "ignored"],
+    ["-n", "shell", "--env", "C=3", 'echo "$C" | tr 3 4'],
+    ["--json", "--", "-x"],
+]
+
+
+@pytest.mark.parametrize("args", QUICK_SUBMITS)
+def test_quick_path_reads_these_submits(args: list[str]) -> None:
+    from hodeictl import quick
+
+    assert quick.parse(["submit", *args]) is not None
+    assert quick.parse(["--socket", "/x.sock", "submit", *args]) is not None
+
+
+@pytest.mark.parametrize("args", [["-f", "true"], ["--help"], ["--bogus", "true"], ["--timeout", "soon", "true"],
+                                  ["-nshort", "true"], ["--name"], [], ["--json=yes", "true"]])
+def test_quick_path_leaves_the_rest_to_typer(args: list[str]) -> None:
+    from hodeictl import quick
+
+    assert quick.parse(["submit", *args]) is None
+
+
+@pytest.mark.parametrize("args", QUICK_SUBMITS)
+def test_quick_and_typer_paths_queue_the_same_job(daemon: Daemon, args: list[str]) -> None:
+    """`hodeictl submit` answered by the quick path queues exactly the job the typer CLI would."""
+    quick = daemon.ctl("submit", *args).stdout
+    typer = subprocess.run([str(BIN / "python"), "-m", "hodeictl.cli", "submit", *args], capture_output=True,
+                           env=daemon.env, timeout=60, check=True).stdout
+    if "--json" in args:
+        a, b = json.loads(quick), json.loads(typer)
+        ids = (a["id"], b["id"])
+    else:
+        ids = (int(quick), int(typer))
+    jobs = [daemon.wait_final(i) for i in ids]
+    for job in jobs:
+        for key in ("id", "created_at", "started_at", "finished_at", "worker_id", "history"):
+            job.pop(key)
+    assert jobs[0] == jobs[1]
+    assert daemon.output(ids[0]) == daemon.output(ids[1])
+    if args[1:2] == ["all"]:
+        assert daemon.output(ids[0]) == b"1/two words//tmp\n"
 
 
 def test_human_tables_and_json(daemon: Daemon) -> None:

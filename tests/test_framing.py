@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hodei.errors import FrameTooLarge, ProtocolError
-from hodei.framing import FrameReader, encode_frame
+from hodei.frames import encode_frame
+from hodei.framing import FrameReader
 from hodei.protocol import (
     MAX_FRAME,
     AgentToDaemon,

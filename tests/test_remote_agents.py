@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import BIN, Daemon, wait_for
-from hodei.framing import encode_frame
+from hodei.frames import encode_frame
 from hodei.protocol import PROTOCOL_VERSION, Hello, Role
 
 
