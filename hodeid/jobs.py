@@ -132,12 +132,13 @@ class Jobs:
         return await self.try_move(job_id, (A,), R, started_at=started_at, pid=pid)
 
     async def finished(
-        self, job: StoredJob, exit_code: int | None, signal: int | None, outcome: str, reason: str
+        self, job: StoredJob, exit_code: int | None, signal: int | None, outcome: str, reason: str, **start: Any
     ) -> StoredJob | None:
+        """The attempt ended as its agent reports; ``start`` (started_at, pid) if not stored yet."""
         state, default_reason = outcome_state(exit_code, signal, outcome)
         if state is JobState.CANCELLED:
             default_reason = self.cancel_reasons.get(job.info.id, "cancelled")
-        return await self._end(job, state, reason or default_reason, exit_code=exit_code, signal=signal)
+        return await self._end(job, state, reason or default_reason, exit_code=exit_code, signal=signal, **start)
 
     async def lost(self, job_id: int, reason: str) -> StoredJob | None:
         job = await self.store.get_job(job_id)
