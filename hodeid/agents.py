@@ -92,8 +92,8 @@ class AgentSession:
         """Store the job as running STORE_START_AFTER seconds from now, unless it has ended by then.
 
         Most jobs a runner sees at a high rate end within milliseconds; those get their start stored
-        with their end, in one write instead of two. What is lost is only a `running` row in the job's
-        history for a job that ran for less than that; its started_at and pid are kept.
+        with their end, in one write instead of two (the history still shows them running from
+        started_at: sql/0005). For those few milliseconds `show` says assigned, not running.
         """
         worker = self.worker
         worker.take_unstored_start()
