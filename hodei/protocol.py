@@ -169,6 +169,12 @@ class Submit(Message):
     spec: JobSpec
 
 
+class SubmitMany(Message):
+    """Several jobs in one request, queued together or not at all; answered by a JobsReply in order."""
+
+    specs: list[JobSpec]
+
+
 class GetJob(Message):
     job_id: int
     history: bool = False  # also the job's state changes, attempt by attempt
@@ -335,7 +341,7 @@ class Shutdown(Message):
 
 
 CtlRequest = (
-    Submit | GetJob | ListJobs | CancelJobs | WaitJobs | ReadLogs | ListWorkers | AddAgent | RemoveAgent | Ping
+    Submit | SubmitMany | GetJob | ListJobs | CancelJobs | WaitJobs | ReadLogs | ListWorkers | AddAgent | RemoveAgent | Ping
 )
 CtlReply = JobReply | JobsReply | WorkersReply | LogData | LogEnd | AgentAdded | Pong | Error
 AgentToDaemon = Ready | Heartbeat | Accept | Reject | Output | Exited

@@ -52,7 +52,7 @@ def _global(
 
 @app.command(context_settings={"allow_interspersed_args": False})
 def submit(
-    command: Annotated[list[str], typer.Argument(help="one shell line, or an argv after --", show_default=False)],
+    command: Annotated[list[str], typer.Argument(help="one shell line, or an argv after --", show_default=False)] = [],  # noqa: B006
     name: Annotated[str, typer.Option("--name", "-n", help="a name to recognise the job by")] = "",
     env: Annotated[list[str], typer.Option("--env", "-e", help="KEY=VALUE, repeatable")] = [],  # noqa: B006
     cwd: Annotated[str, typer.Option("--cwd", help="working directory (default: the current one)")] = "",
@@ -64,9 +64,20 @@ def submit(
     retries: Annotated[int, typer.Option("--retries", help="run again up to N times if its worker is lost")] = 0,
     retry_on_failure: Annotated[bool, typer.Option("--retry-on-failure", help="retry failed runs too")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="follow the output; exit with the job's status")] = False,
+    from_file: Annotated[str, typer.Option("--from", metavar="FILE", help="queue each line of FILE (- for stdin)"
+                                           " as a shell command, with these options; prints one id a line")] = "",
     json: JsonOpt = False,
 ) -> None:
     """Queue a command. Prints the job id (or follows it with -f)."""
+    if from_file:
+        if command or follow:
+            fail("--from queues the lines of a file: give no command and no --follow with it")
+        specs = [submit_spec([line], name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
+                             label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
+                 for line in _command_lines(from_file)]
+        jobs = run(lambda c: list(c.submit_many(specs)))
+        print(render.to_json(jobs) if json else "\n".join(str(j.id) for j in jobs), flush=True)
+        return
     spec = submit_spec(command, name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
                        label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
 
@@ -80,6 +91,22 @@ def submit(
         return _print_logs(c, job.id, follow=True, tail=None, timestamps=False)
 
     raise typer.Exit(run(work))
+
+
+def _command_lines(path: str) -> list[str]:
+    """The command lines of a --from file: every line but blank ones and # comments."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror or e}")
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        fail(f"{'stdin' if path == '-' else path} holds no command lines")
+    return lines
 
 
 def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool, attempt: int = 0) -> int:

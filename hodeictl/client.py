@@ -46,6 +46,7 @@ from hodei.protocol import (
     RemoveAgent,
     Role,
     Submit,
+    SubmitMany,
     WaitJobs,
     Welcome,
     WorkerInfo,
@@ -53,8 +54,10 @@ from hodei.protocol import (
 )
 
 RECONNECT_FOR = 60.0  # seconds a follower keeps trying to reach a restarting hodeid
-PIPELINE = 32  # submits in flight at once in submit_many: replies stay well inside the socket buffers
+BATCH_JOBS = 100  # jobs per SubmitMany request in submit_many
+BATCH_BYTES = 4 << 20  # and at most this much spec in one, half the frame limit
 
+_spec_encoder = msgspec.msgpack.Encoder()
 _handshake = msgspec.msgpack.Decoder(HandshakeReply)
 _reply = msgspec.msgpack.Decoder(CtlReply)
 
@@ -141,20 +144,25 @@ class Client:
         return reply.job
 
     def submit_many(self, specs: Iterable[JobSpec]) -> Iterator[JobInfo]:
-        """Submit jobs in order, several requests in flight at once; yields each job as it is queued.
+        """Submit jobs in order, in batches (each queued together or not at all); yields each job.
 
-        hodeid answers one connection's requests in order, so the replies line up with the specs.
-        If one is refused, the ones before it stay queued and RemoteError is raised.
+        If a batch is refused, the batches before it stay queued and RemoteError is raised.
         """
-        in_flight = 0
+        batch: list[JobSpec] = []
+        size = 0
         for spec in specs:
-            if in_flight == PIPELINE:
-                yield self._read().job
-                in_flight -= 1
-            self._send(Submit(spec=spec))
-            in_flight += 1
-        for _ in range(in_flight):
-            yield self._read().job
+            spec_size = len(_spec_encoder.encode(spec))
+            if batch and (len(batch) == BATCH_JOBS or size + spec_size > BATCH_BYTES):
+                yield from self._submit_batch(batch)
+                batch, size = [], 0
+            batch.append(spec)
+            size += spec_size
+        if batch:
+            yield from self._submit_batch(batch)
+
+    def _submit_batch(self, specs: list[JobSpec]) -> list[JobInfo]:
+        reply: JobsReply = self.request(SubmitMany(specs=specs))
+        return reply.jobs
 
     def get(self, job_id: int) -> JobInfo:
         reply: JobReply = self.request(GetJob(job_id=job_id))

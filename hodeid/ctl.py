@@ -33,6 +33,7 @@ from hodei.protocol import (
     ReadLogs,
     Stream,
     Submit,
+    SubmitMany,
     WaitJobs,
     WorkersReply,
     PROTOCOL_VERSION,
@@ -81,11 +82,13 @@ class CtlSession:
         app, send = self.app, self.writer.send
         match req:
             case Submit(spec=spec):
-                if self.uid is not None and os.geteuid() not in (0, self.uid):
-                    raise InvalidSpec(f"hodeid runs as uid {os.geteuid()} and cannot run jobs as uid {self.uid};"
-                                      " start your own hodeid, or ask for a hodeid that runs as root")
+                self._may_submit()
                 job = await app.jobs.submit(spec, self.uid)
                 await send(JobReply(job=job.info))
+            case SubmitMany(specs=specs):
+                self._may_submit()
+                jobs = await app.jobs.submit_many(specs, self.uid)
+                await send(JobsReply(jobs=[j.info for j in jobs]))
             case GetJob(job_id=job_id, history=history):
                 job = await self._job(job_id)
                 events = await app.store.job_events(job_id) if history else []
@@ -120,6 +123,11 @@ class CtlSession:
                 await send(Pong())
             case Ping():
                 await send(Pong())
+
+    def _may_submit(self) -> None:
+        if self.uid is not None and os.geteuid() not in (0, self.uid):
+            raise InvalidSpec(f"hodeid runs as uid {os.geteuid()} and cannot run jobs as uid {self.uid};"
+                              " start your own hodeid, or ask for a hodeid that runs as root")
 
     def _admin_only(self, what: str) -> None:
         if not self.sees_all:

@@ -20,6 +20,7 @@ ACTIVE = (A, R)
 
 
 MAX_SPEC_BYTES = 1 << 20  # command, env and labels together: replies stay far under the frame limit
+MAX_BATCH = 1000  # jobs in one SubmitMany: one INSERT (6 parameters a job, SQLite allows 32,766)
 RETRY_BACKOFF = 1.0  # seconds before the first retry; doubled for each further one
 RETRY_BACKOFF_MAX = 60.0
 
@@ -84,6 +85,18 @@ class Jobs:
         job = await self.store.insert_job(spec, owner_uid)
         self.on_queued()
         return job
+
+    async def submit_many(self, specs: list[JobSpec], owner_uid: int | None) -> list[StoredJob]:
+        if not 0 < len(specs) <= MAX_BATCH:
+            raise InvalidSpec(f"a batch holds 1 to {MAX_BATCH} jobs, not {len(specs)}")
+        for n, spec in enumerate(specs, 1):
+            try:
+                validate(spec)
+            except InvalidSpec as e:
+                raise InvalidSpec(f"job {n} of {len(specs)}: {e}; none of them was queued") from None
+        jobs = await self.store.insert_jobs(specs, owner_uid)
+        self.on_queued()
+        return jobs
 
     async def get(self, job_id: int) -> StoredJob:
         job = await self.store.get_job(job_id)

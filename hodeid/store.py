@@ -133,6 +133,19 @@ class Store:
         )
         return _job_from_row(row)
 
+    async def insert_jobs(self, specs: list[JobSpec], owner_uid: int | None) -> list[StoredJob]:
+        """Queue several jobs with one statement: all of them or none. (One statement, not a
+        transaction around several: other tasks' statements share this connection meanwhile.)"""
+        now = time.time()
+        params = [v for spec in specs for v in
+                  (spec.name, _spec_encoder.encode(spec), spec.priority, spec.image, owner_uid, now)]
+        rows = await self._all(
+            "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at) VALUES "
+            + ", ".join(["(?, 'queued', ?, ?, ?, ?, ?)"] * len(specs)) + f" RETURNING {_JOB_COLUMNS}",
+            params,
+        )
+        return [_job_from_row(r) for r in sorted(rows)]  # RETURNING promises no order; the ids do
+
     async def get_job(self, job_id: int) -> StoredJob | None:
         row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _job_from_row(row) if row else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from conftest import Daemon
 
 
@@ -90,3 +92,27 @@ def test_job_json_has_the_documented_fields(daemon: Daemon) -> None:
     assert [j["id"] for j in listed] == [jid] and listed[0]["state"] == "succeeded"
     assert daemon.ctl("list", "--state", "succeeded", "--json").stdout.count(b'"id"') == 1
     assert json.loads(daemon.ctl("list", "--state", "failed", "--json").stdout) == []
+
+
+def test_submit_from_a_file_queues_each_line_in_order(daemon: Daemon, tmp_path) -> None:
+    """`submit --from FILE` queues every command line of the file (not blanks or comments), in order,
+    with the options given, and prints the ids; 250+ lines take several batches."""
+    cmds = tmp_path / "cmds"
+    cmds.write_text("# build shards\necho one\n\n  echo 'two words' | tr a-z A-Z\n"
+                    + "".join(f"echo n{i}\n" for i in range(250)))
+    ids = [int(x) for x in daemon.ctl("submit", "--from", str(cmds), "--name", "shard").stdout.split()]
+    assert len(ids) == 252 and ids == sorted(ids)
+    done = json.loads(daemon.ctl("wait", *map(str, ids), "--json", timeout=120).stdout)
+    assert [(j["state"], j["name"]) for j in done] == [("succeeded", "shard")] * 252
+    assert daemon.output(ids[1]) == b"TWO WORDS\n"
+    assert daemon.output(ids[-1]) == b"n249\n"
+
+
+def test_a_batch_with_one_bad_job_queues_none_of_it(daemon: Daemon) -> None:
+    from hodei.errors import RemoteError
+    from hodeictl.client import Client, spec_from_cli
+
+    before = len(daemon.jobs())
+    with Client(daemon.socket, timeout=30) as c, pytest.raises(RemoteError, match="job 2 of 3: .*none of them"):
+        list(c.submit_many([spec_from_cli(["true"]), spec_from_cli(["  "]), spec_from_cli(["true"])]))
+    assert len(daemon.jobs()) == before
