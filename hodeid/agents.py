@@ -162,17 +162,30 @@ class AgentSession:
         if job is None or job.info.id != msg.job_id:  # a job it held across a reconnect or a restart
             job = await app.store.get_job(msg.job_id)
         start = worker.take_unstored_start()
-        if job is not None and job.info.state in ACTIVE:
-            await app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason,
-                                    **({"started_at": start[0], "pid": start[1]} if start else {}))
+        limit = app.config.max_jobs_per_worker
+        last = bool(limit) and worker.jobs_run + 1 >= limit
+        # Finish this job and take the worker's next one together: the two statements run back to back
+        # in the database thread instead of one round trip after the other.
+        finishing = (app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason,
+                                       **({"started_at": start[0], "pid": start[1]} if start else {}))
+                     if job is not None and job.info.state in ACTIVE else asyncio.sleep(0))
+        taking = asyncio.sleep(0, None) if last else app.scheduler.take_for(worker)
+        finished, taken = await asyncio.gather(finishing, taking, return_exceptions=True)
+        if isinstance(finished, BaseException):  # not stored: no Ack, so the agent keeps the result
+            if taken is not None and not isinstance(taken, BaseException):
+                await app.jobs.requeue(taken.info.id, "the worker's previous job could not be stored as finished")
+            raise finished
         self._acks.pop(msg.job_id, None)
-        worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))
+        worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))  # only now that the end is stored
         worker.release()
         worker.jobs_run += 1
-        limit = app.config.max_jobs_per_worker
         await app.pool.set_state(worker, WorkerState.IDLE)
-        if limit and worker.jobs_run >= limit:
+        if last:
             app.pool.retire(worker, f"ran its {limit} job(s)")
+        if isinstance(taken, BaseException):
+            log.error("worker %s: taking its next job failed: %r", worker.id, taken)
+        elif taken is not None:
+            await app.scheduler.assign(taken, worker)
 
     def _ack(self, job_id: int, seq: int) -> None:
         """Acknowledge stored output once the agent's current burst has been read."""

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 
-from hodei.protocol import Assign, Assignment, WorkerState
+from hodei.protocol import Assign, Assignment, Cancel, WorkerState
 from hodeid.jobs import Jobs
 from hodeid.store import StoredJob
 from hodeid.worker import REMOTE, Worker
@@ -85,17 +85,24 @@ class Scheduler:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(0.0, when - time.time()) + 0.01, self.wake)
 
+    def images_for(self, worker: Worker) -> tuple[str, ...]:
+        """A worker runs jobs of its image; one of the default image (and a remote agent) also runs
+        those that name none."""
+        return ("", worker.image) if worker.image in ("", self.pool.default_image) else (worker.image,)
+
+    async def take_for(self, worker: Worker) -> StoredJob | None:
+        """The next job for a worker that is just finishing one (the caller assigns it), if it may take one."""
+        if self.paused or worker.retiring or worker.writer is None or not worker.ready or worker.foreign_job:
+            return None
+        return await self.jobs.take_next(worker.id, self.images_for(worker))
+
     async def dispatch(self) -> None:
         """Give each idle worker the next job it can run. Remote agents, which take only jobs that name
         no image, come last, so that the pool's own workers get those jobs first."""
-        default = self.pool.default_image
         for worker in sorted(self.pool.idle(), key=lambda w: w.provider == REMOTE):
             if not worker.available:  # retired, lost or gone while an earlier one was served
                 continue
-            # A worker runs jobs of its image; a worker of the default image (and a remote agent)
-            # also runs those that name none.
-            images = ("", worker.image) if worker.image in ("", default) else (worker.image,)
-            job = await self.jobs.take_next(worker.id, images)
+            job = await self.jobs.take_next(worker.id, self.images_for(worker))
             if job is not None:
                 await self.assign(job, worker)
 
@@ -106,3 +113,5 @@ class Scheduler:
             return
         worker.hold(job)
         await self.pool.set_state(worker, WorkerState.BUSY)
+        if job_id in self.jobs.cancel_reasons:  # cancelled while it was being taken: the agent stops it
+            worker.send(Cancel(job_id=job_id, grace=job.spec.grace, reason=self.jobs.cancel_reasons[job_id]))
