@@ -196,13 +196,15 @@ class Jobs:
         A handful of batched reads whatever the number of jobs: one to find those still going, one
         after taking their wake-ups (so an end in between is not missed), one for the answer.
         """
-        jobs = await self.get_many(job_ids)
-        pending = [i for i, job in jobs.items() if job.info.state not in FINAL_STATES]
+        states = await self.store.states(job_ids)
+        missing = next((i for i in job_ids if i not in states), None)
+        if missing is not None:
+            raise JobNotFound(f"no job {missing}: `hodeictl list` shows the jobs there are")
+        pending = [i for i, state in states.items() if state not in FINAL_STATES]
         if pending:
             ends = {i: self.finals.event(i) for i in pending}
-            now = await self.store.get_jobs(pending)
+            now = await self.store.states(pending)
             for job_id in pending:
-                if now[job_id].info.state not in FINAL_STATES:
+                if now[job_id] not in FINAL_STATES:
                     await ends[job_id].wait()
-            jobs = await self.get_many(job_ids)
-        return jobs
+        return await self.get_many(job_ids)

@@ -65,13 +65,14 @@ class LogStore:
     def __init__(self, directory: Path, changes: Notifier, max_bytes: int = 0) -> None:
         self.max_bytes = max_bytes  # per attempt; 0: no limit
         self.dir = directory
+        self._dir = os.fspath(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.reserve = reserve_for(directory)
         self._open: dict[tuple[int, int], _Open] = {}
         self._changes = changes
 
-    def path(self, job_id: int, attempt: int) -> Path:
-        return self.dir / f"{job_id}.{attempt}.log"
+    def path(self, job_id: int, attempt: int) -> str:
+        return f"{self._dir}/{job_id}.{attempt}.log"  # a str: pathlib costs more than the rest of a short job's end
 
     # ---- writing --------------------------------------------------------------------------------
 
@@ -125,7 +126,10 @@ class LogStore:
         if handle is not None:
             os.close(handle.fd)
             return handle.output, handle.truncated
-        _, _, output, truncated = scan(self.path(job_id, attempt))
+        path = self.path(job_id, attempt)
+        if not os.path.exists(path):  # no output at all (the usual case for a short job): nothing to scan
+            return 0, False
+        _, _, output, truncated = scan(path)
         return output, truncated
 
     def close_all(self) -> None:
@@ -177,7 +181,7 @@ class LogStore:
         return 0, 0
 
 
-def _index(path: Path) -> Iterator[tuple[int, int, int, int]]:
+def _index(path: str | Path) -> Iterator[tuple[int, int, int, int]]:
     """(offset, data length, stream, seq) of each whole record, reading headers only."""
     try:
         f = open(path, "rb")
@@ -195,7 +199,7 @@ def _index(path: Path) -> Iterator[tuple[int, int, int, int]]:
             pos += HEADER.size + length
 
 
-def scan(path: Path) -> tuple[int, int, int, bool]:
+def scan(path: str | Path) -> tuple[int, int, int, bool]:
     """One pass over a log file: (last sequence number, size of the whole records, bytes of the
     job's own output, whether hodeid truncated it)."""
     last_seq, good, output, truncated = 0, 0, 0, False
