@@ -304,6 +304,9 @@ class Exited(Message):
     finished_at: float
     outcome: str = ""  # "", "cancelled", "timed_out", "spawn_failed"
     reason: str = ""
+    # Set when the job ended before its Accept was sent (the agent sends none for jobs that end at once).
+    started_at: float | None = None
+    pid: int | None = None
 
 
 class Ready(Message):

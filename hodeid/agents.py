@@ -30,7 +30,6 @@ from hodeid.worker import Worker
 
 log = logging.getLogger("hodeid.agents")
 DISK_FULL_RETRY = 1.0  # seconds before hanging up on an agent whose output has no room
-STORE_START_AFTER = 0.02  # seconds a job runs before its start is stored on its own (see _store_start_soon)
 ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
 
 
@@ -79,7 +78,7 @@ class AgentSession:
             case Accept(job_id=job_id, pid=pid, started_at=started_at):
                 if self._owns(job_id, "a start"):
                     worker.job_pid = pid
-                    self._store_start_soon(job_id, started_at, pid)
+                    await app.jobs.started(job_id, started_at, pid)
             case Reject(job_id=job_id, reason=reason):
                 if self._owns(job_id, "a rejection"):
                     worker.release()
@@ -87,23 +86,6 @@ class AgentSession:
                     await app.pool.set_state(worker, WorkerState.IDLE)
             case Exited() as exited:
                 await self._exited(exited)
-
-    def _store_start_soon(self, job_id: int, started_at: float, pid: int | None) -> None:
-        """Store the job as running STORE_START_AFTER seconds from now, unless it has ended by then.
-
-        Most jobs a runner sees at a high rate end within milliseconds; those get their start stored
-        with their end, in one write instead of two (the history still shows them running from
-        started_at: sql/0005). For those few milliseconds `show` says assigned, not running.
-        """
-        worker = self.worker
-        worker.take_unstored_start()
-        worker.unstored_start = (started_at, pid)
-
-        def store() -> None:
-            if worker.job_id == job_id and (start := worker.take_unstored_start()) is not None:
-                self.app.tasks.spawn(self.app.jobs.started(job_id, *start), name=f"job-{job_id}-running")
-
-        worker.store_start = asyncio.get_running_loop().call_later(STORE_START_AFTER, store)
 
     async def _disk_full(self, job_id: int, error: DiskFull) -> NoReturn:
         """Say so on the job, then hang up: the agent keeps the output and resends it when space returns."""
@@ -161,7 +143,7 @@ class AgentSession:
         job = worker.job  # as assigned: its spec and attempt are what finishing it needs
         if job is None or job.info.id != msg.job_id:  # a job it held across a reconnect or a restart
             job = await app.store.get_job(msg.job_id)
-        start = worker.take_unstored_start()
+        start = (msg.started_at, msg.pid) if msg.started_at is not None else None  # no Accept came before
         limit = app.config.max_jobs_per_worker
         last = bool(limit) and worker.jobs_run + 1 >= limit
         # Finish this job and take the worker's next one together: the two statements run back to back

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from typing import TYPE_CHECKING, Any
@@ -38,8 +37,6 @@ class Worker:
         self.state = S.STARTING
         self.job_id: int | None = None
         self.job: StoredJob | None = None  # the job as assigned, when this hodeid assigned it
-        self.unstored_start: tuple[float, int | None] | None = None  # (started_at, pid) not yet written
-        self.store_start: asyncio.TimerHandle | None = None  # when it will be
         self.job_pid: int | None = None
         self.job_attempt = 1
         self.foreign_job: int | None = None  # a job it still runs that is no longer its own
@@ -70,15 +67,6 @@ class Worker:
         self.job_id = None
         self.job = None
         self.job_pid = None
-        self.take_unstored_start()
-
-    def take_unstored_start(self) -> tuple[float, int | None] | None:
-        """The job's start, if it is not stored yet; from now on it is the caller's to store."""
-        if self.store_start is not None:
-            self.store_start.cancel()
-            self.store_start = None
-        start, self.unstored_start = self.unstored_start, None
-        return start
 
     def info(self) -> WorkerInfo:
         lag = time.monotonic() - self.last_seen
