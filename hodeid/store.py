@@ -150,25 +150,21 @@ class Store:
         row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _job_from_row(row) if row else None
 
-    async def get_jobs(self, job_ids: Iterable[int], chunk: int = 500) -> dict[int, StoredJob]:
-        """The jobs among these ids that exist, by id: one statement per ``chunk`` ids."""
+    async def _by_ids(self, columns: str, job_ids: Iterable[int], chunk: int = 500) -> list[Any]:
+        """Rows of the jobs among these ids that exist (id first): one statement per ``chunk`` ids."""
         ids = list(dict.fromkeys(job_ids))
-        found: dict[int, StoredJob] = {}
+        rows: list[Any] = []
         for i in range(0, len(ids), chunk):
             part = ids[i:i + chunk]
-            rows = await self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({','.join('?' * len(part))})", part)
-            found.update((row[0], _job_from_row(row)) for row in rows)
-        return found
+            rows += await self._all(f"SELECT {columns} FROM jobs WHERE id IN ({','.join('?' * len(part))})", part)
+        return rows
 
-    async def states(self, job_ids: Iterable[int], chunk: int = 500) -> dict[int, JobState]:
+    async def get_jobs(self, job_ids: Iterable[int]) -> dict[int, StoredJob]:
+        return {row[0]: _job_from_row(row) for row in await self._by_ids(_JOB_COLUMNS, job_ids)}
+
+    async def states(self, job_ids: Iterable[int]) -> dict[int, JobState]:
         """The state of each of these jobs that exists: for waiters, without decoding whole jobs."""
-        ids = list(dict.fromkeys(job_ids))
-        found: dict[int, JobState] = {}
-        for i in range(0, len(ids), chunk):
-            part = ids[i:i + chunk]
-            rows = await self._all(f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(part))})", part)
-            found.update((row[0], JobState(row[1])) for row in rows)
-        return found
+        return {row[0]: JobState(row[1]) for row in await self._by_ids("id, state", job_ids)}
 
     async def list_jobs(
         self, states: list[JobState], limit: int, owner_uid: int | None, page: int = 500
