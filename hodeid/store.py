@@ -201,12 +201,18 @@ class Store:
     async def take_next(self, worker_id: str, images: tuple[str, ...]) -> StoredJob | None:
         """Assign the next queued job this worker can run to it, in dispatch order (higher priority
         first, then FIFO): one guarded statement picks and moves it, so no other pass can take it too.
-        (INDEXED BY: without statistics SQLite would rather sort the whole queue on every call.)"""
+        Each image is one ordered lookup in its own index (INDEXED BY: without statistics SQLite would
+        rather sort the whole queue on every call)."""
+        images = tuple(dict.fromkeys(images))
+        best_of_each = " UNION ALL ".join(
+            "SELECT * FROM (SELECT id, priority FROM jobs INDEXED BY jobs_queue_by_image WHERE state = 'queued'"
+            " AND image = ? AND (run_after IS NULL OR run_after <= ?) ORDER BY priority DESC, id LIMIT 1)"
+            for _ in images)
+        now = time.time()
         row = await self._one(
-            f"UPDATE jobs SET state = 'assigned', worker_id = ? WHERE id = (SELECT id FROM jobs INDEXED BY jobs_queue"
-            f" WHERE state = 'queued' AND (run_after IS NULL OR run_after <= ?) AND image IN ({','.join('?' * len(images))})"
+            f"UPDATE jobs SET state = 'assigned', worker_id = ? WHERE id = (SELECT id FROM ({best_of_each})"
             f" ORDER BY priority DESC, id LIMIT 1) AND state = 'queued' RETURNING {_JOB_COLUMNS}",
-            (worker_id, time.time(), *images),
+            (worker_id, *(v for image in images for v in (image, now))),
         )
         return _job_from_row(row) if row else None
 
