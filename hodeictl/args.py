@@ -54,6 +54,8 @@ def submit_spec(
         fail("--retries must be zero or more")
     if not command or (len(command) == 1 and not command[0].strip()):
         fail("the command is empty: give a shell line, or an argv after --")
+    if any("\0" in part for part in command):
+        fail("the command contains a NUL byte, which no process can receive")
     if timeout is not None and not timeout > 0:
         fail("--timeout must be a positive number of seconds")
     if not grace >= 0:

@@ -75,8 +75,10 @@ def submit(
         specs = [submit_spec([line], name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
                              label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
                  for line in _command_lines(from_file)]
-        jobs = run(lambda c: list(c.submit_many(specs)))
-        print(render.to_json(jobs) if json else "\n".join(str(j.id) for j in jobs), flush=True)
+        # Ids are printed as each batch is queued: if a later one is refused, the output says which went in.
+        jobs = run(lambda c: c.submit_many(specs, each=None if json else lambda j: print(j.id, flush=True)))
+        if json:
+            print(render.to_json(jobs), flush=True)
         return
     spec = submit_spec(command, name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
                        label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
@@ -95,17 +97,25 @@ def submit(
 
 def _command_lines(path: str) -> list[str]:
     """The command lines of a --from file: every line but blank ones and # comments."""
+    name = "stdin" if path == "-" else path
     try:
         if path == "-":
-            text = sys.stdin.read()
+            data = sys.stdin.buffer.read()
         else:
-            with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                data = f.read()
     except OSError as e:
         fail(f"cannot read {path}: {e.strerror or e}")
-    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    lines = []
+    for n, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode()
+        except UnicodeDecodeError:
+            fail(f"line {n} of {name} is not UTF-8; nothing was queued")
+        if line.strip() and not line.lstrip().startswith("#"):
+            lines.append(line)
     if not lines:
-        fail(f"{'stdin' if path == '-' else path} holds no command lines")
+        fail(f"{name} holds no command lines")
     return lines
 
 

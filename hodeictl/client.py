@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket as _socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -143,22 +143,30 @@ class Client:
         reply: JobReply = self.request(Submit(spec=spec))
         return reply.job
 
-    def submit_many(self, specs: Iterable[JobSpec]) -> Iterator[JobInfo]:
-        """Submit jobs in order, in batches (each queued together or not at all); yields each job.
-
-        If a batch is refused, the batches before it stay queued and RemoteError is raised.
-        """
+    def submit_many(self, specs: Iterable[JobSpec], each: Callable[[JobInfo], object] | None = None) -> list[JobInfo]:
+        """Submit jobs in order, in batches (each queued together or not at all); ``each`` is called
+        with every job as its batch is queued. If a batch is refused, RemoteError is raised and the
+        batches before it stay queued (``each`` has seen them)."""
+        queued: list[JobInfo] = []
         batch: list[JobSpec] = []
         size = 0
+
+        def send() -> None:
+            for job in self._submit_batch(batch):
+                queued.append(job)
+                if each is not None:
+                    each(job)
+
         for spec in specs:
             spec_size = len(_spec_encoder.encode(spec))
             if batch and (len(batch) == BATCH_JOBS or size + spec_size > BATCH_BYTES):
-                yield from self._submit_batch(batch)
+                send()
                 batch, size = [], 0
             batch.append(spec)
             size += spec_size
         if batch:
-            yield from self._submit_batch(batch)
+            send()
+        return queued
 
     def _submit_batch(self, specs: list[JobSpec]) -> list[JobInfo]:
         reply: JobsReply = self.request(SubmitMany(specs=specs))

@@ -21,6 +21,8 @@ ACTIVE = (A, R)
 
 MAX_SPEC_BYTES = 1 << 20  # command, env and labels together: replies stay far under the frame limit
 MAX_BATCH = 1000  # jobs in one SubmitMany: one INSERT (6 parameters a job, SQLite allows 32,766)
+MAX_BATCH_BYTES = 4 << 20  # of spec_size in one SubmitMany: its reply, which repeats the commands, fits a frame
+MAX_VANISHED = 3  # requeues of a job whose worker reconnects without it, before it is lost
 RETRY_BACKOFF = 1.0  # seconds before the first retry; doubled for each further one
 RETRY_BACKOFF_MAX = 60.0
 
@@ -31,6 +33,12 @@ class JobNotFound(HodeiError):
 
 class InvalidSpec(HodeiError):
     """The job is not valid."""
+
+
+def spec_size(spec: JobSpec) -> int:
+    """The bytes of a job's command, environment and labels."""
+    return sum(map(len, spec.command)) + sum(len(k) + len(v) for d in (spec.env, spec.labels, spec.client_env)
+                                             for k, v in d.items())
 
 
 def validate(spec: JobSpec) -> None:
@@ -46,8 +54,7 @@ def validate(spec: JobSpec) -> None:
         raise InvalidSpec("--retries must be zero or more")
     if not spec.grace >= 0:
         raise InvalidSpec("--grace must be zero or a positive number of seconds")
-    size = sum(map(len, spec.command)) + sum(len(k) + len(v) for d in (spec.env, spec.labels, spec.client_env)
-                                              for k, v in d.items())
+    size = spec_size(spec)
     if size > MAX_SPEC_BYTES:
         raise InvalidSpec(f"the command and its environment take {size} bytes; at most {MAX_SPEC_BYTES} are accepted")
     for key in spec.env:
@@ -78,6 +85,7 @@ class Jobs:
         self.finals = Notifier()  # a job reached its final state: what waiters wait on
         self.on_queued: Callable[[], None] = lambda: None  # the scheduler's wake-up
         self.cancel_reasons: dict[int, str] = {}
+        self._vanished: dict[int, int] = {}  # job id -> times its worker came back without it
         self.retries_scheduled = 0  # counts requeues with a backoff, so the scheduler knows when to look
 
     async def submit(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
@@ -94,6 +102,10 @@ class Jobs:
                 validate(spec)
             except InvalidSpec as e:
                 raise InvalidSpec(f"job {n} of {len(specs)}: {e}; none of them was queued") from None
+        size = sum(spec_size(spec) for spec in specs)
+        if size > MAX_BATCH_BYTES:  # the reply repeats each command: it must fit in a frame too
+            raise InvalidSpec(f"the batch's commands and environments take {size} bytes; at most"
+                              f" {MAX_BATCH_BYTES} fit in one request; none of them was queued")
         jobs = await self.store.insert_jobs(specs, owner_uid)
         self.on_queued()
         return jobs
@@ -129,6 +141,7 @@ class Jobs:
     def _changed(self, job_id: int, to: JobState) -> None:
         if to in FINAL_STATES:
             self.cancel_reasons.pop(job_id, None)
+            self._vanished.pop(job_id, None)
             self.finals.notify(job_id)
         elif to is Q:
             self.on_queued()
@@ -177,6 +190,16 @@ class Jobs:
             self.retries_scheduled += 1  # after the commit, before the scheduler runs again: it will look
             return requeued
         return await self.try_move(info.id, ACTIVE, state, reason=reason, log_bytes=log_bytes, **fields)
+
+    async def vanished(self, job_id: int, reason: str) -> StoredJob | None:
+        """Its worker came back without it: the assignment may never have arrived, so it goes back to the
+        queue; but a job that keeps vanishing (one that brings its agent down at once) ends lost."""
+        times = self._vanished[job_id] = self._vanished.get(job_id, 0) + 1
+        if times <= MAX_VANISHED:
+            requeued = await self.requeue(job_id, reason)
+            if requeued is not None:
+                return requeued
+        return await self.lost(job_id, reason if times <= MAX_VANISHED else f"{reason}, {times} times")
 
     async def requeue(self, job_id: int, reason: str) -> StoredJob | None:
         """Back to the queue, from an assignment the worker never started (cancelled, if that was asked)."""

@@ -116,3 +116,14 @@ def test_a_batch_with_one_bad_job_queues_none_of_it(daemon: Daemon) -> None:
     with Client(daemon.socket, timeout=30) as c, pytest.raises(RemoteError, match="job 2 of 3: .*none of them"):
         list(c.submit_many([spec_from_cli(["true"]), spec_from_cli(["  "]), spec_from_cli(["true"])]))
     assert len(daemon.jobs()) == before
+
+
+def test_submit_from_a_file_with_a_bad_line_queues_nothing(daemon: Daemon, tmp_path) -> None:
+    """A line that is not UTF-8, or holds a NUL byte, is named in one clear line; no job is queued."""
+    cmds = tmp_path / "cmds"
+    for content, needle in ((b"echo ok\necho \xff\n", b"line 2 of"), (b"echo ok\necho a\x00b\n", b"NUL byte")):
+        cmds.write_bytes(content)
+        res = daemon.ctl("submit", "--from", str(cmds), check=False)
+        assert res.returncode == 2 and needle in res.stderr, res.stderr
+        assert b"Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert daemon.jobs() == []
