@@ -106,8 +106,7 @@ class AgentSession:
         worker.ready = True
         if held is not None and held != job_id:  # the assignment never reached the agent, or its process is gone
             worker.release()
-            if await app.jobs.requeue(held, "the worker reconnected without the job") is None:
-                await app.jobs.lost(held, f"worker {worker.id} reconnected without the job")
+            await app.jobs.vanished(held, f"worker {worker.id} reconnected without the job")
         if job_id is None:
             await app.pool.set_state(worker, WorkerState.IDLE)
             app.scheduler.wake()
@@ -159,6 +158,10 @@ class AgentSession:
             raise finished
         self._acks.pop(msg.job_id, None)
         worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))  # only now that the end is stored
+        if worker.state is not WorkerState.BUSY or worker.job_id != msg.job_id:  # lost or retired meanwhile
+            if taken is not None and not isinstance(taken, BaseException):
+                await app.jobs.requeue(taken.info.id, f"worker {worker.id} went away before taking it")
+            return
         worker.release()
         worker.jobs_run += 1
         await app.pool.set_state(worker, WorkerState.IDLE)
