@@ -139,37 +139,38 @@ class AgentSession:
             return
         if not self._owns(msg.job_id, "an exit"):
             return
-        job = worker.job  # as assigned: its spec and attempt are what finishing it needs
-        if job is None or job.info.id != msg.job_id:  # a job it held across a reconnect or a restart
-            job = await app.store.get_job(msg.job_id)
-        start = (msg.started_at, msg.pid) if msg.started_at is not None else None  # no Accept came before
+        job = worker.job  # the attempt as assigned (or recovered): its spec and attempt are what finishing needs
+        assert job is not None  # _owns: it holds this job
+        start = {"started_at": msg.started_at, "pid": msg.pid} if msg.started_at is not None else {}  # no Accept
         limit = app.config.max_jobs_per_worker
         last = bool(limit) and worker.jobs_run + 1 >= limit
         # Finish this job and take the worker's next one together: the two statements run back to back
         # in the database thread instead of one round trip after the other.
-        finishing = (app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason,
-                                       **({"started_at": start[0], "pid": start[1]} if start else {}))
-                     if job is not None and job.info.state in ACTIVE else asyncio.sleep(0))
-        taking = asyncio.sleep(0, None) if last else app.scheduler.take_for(worker)
-        finished, taken = await asyncio.gather(finishing, taking, return_exceptions=True)
-        if isinstance(finished, BaseException):  # not stored: no Ack, so the agent keeps the result
-            if taken is not None and not isinstance(taken, BaseException):
-                await app.jobs.requeue(taken.info.id, "the worker's previous job could not be stored as finished")
-            raise finished
-        self._acks.pop(msg.job_id, None)
-        worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))  # only now that the end is stored
-        if worker.state is not WorkerState.BUSY or worker.job_id != msg.job_id:  # lost or retired meanwhile
-            if taken is not None and not isinstance(taken, BaseException):
-                await app.jobs.requeue(taken.info.id, f"worker {worker.id} went away before taking it")
+        finished, taken = await asyncio.gather(
+            app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason, **start),
+            asyncio.sleep(0) if last else app.scheduler.take_for(worker),
+            return_exceptions=True,
+        )
+        if isinstance(taken, BaseException):
+            log.error("worker %s: taking its next job failed: %r", worker.id, taken)
+            taken = None
+        stored = not isinstance(finished, BaseException)
+        if stored:
+            self._acks.pop(msg.job_id, None)
+            worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))  # only now that the end is stored
+        if not stored or worker.state is not WorkerState.BUSY or worker.job_id != msg.job_id:
+            # Not stored (no Ack: the agent keeps the result), or the worker was lost or retired meanwhile.
+            if taken is not None:
+                await app.jobs.requeue(taken.info.id, f"worker {worker.id} could not take it after its last job")
+            if isinstance(finished, BaseException):
+                raise finished
             return
         worker.release()
         worker.jobs_run += 1
         await app.pool.set_state(worker, WorkerState.IDLE)
         if last:
             app.pool.retire(worker, f"ran its {limit} job(s)")
-        if isinstance(taken, BaseException):
-            log.error("worker %s: taking its next job failed: %r", worker.id, taken)
-        elif taken is not None:
+        if taken is not None:
             await app.scheduler.assign(taken, worker)
 
     def _ack(self, job_id: int, seq: int) -> None:

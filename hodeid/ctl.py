@@ -41,7 +41,7 @@ from hodei.protocol import (
 )
 from hodeid.app import App
 from hodeid.cancel import cancel
-from hodeid.jobs import InvalidSpec, JobNotFound
+from hodeid.jobs import InvalidSpec, JobNotFound, check_found
 from hodeid.store import StoredJob
 
 T = TypeVar("T")
@@ -87,8 +87,8 @@ class CtlSession:
                 await send(JobReply(job=job.info))
             case SubmitMany(specs=specs):
                 self._may_submit()
-                jobs = await app.jobs.submit_many(specs, self.uid)
-                await send(JobsReply(jobs=[j.info for j in jobs]))
+                queued = await app.jobs.submit_many(specs, self.uid)
+                await send(JobsReply(jobs=[j.info for j in queued]))
             case GetJob(job_id=job_id, history=history):
                 job = await self._job(job_id)
                 events = await app.store.job_events(job_id) if history else []
@@ -139,9 +139,8 @@ class CtlSession:
     async def _jobs(self, job_ids: list[int]) -> dict[int, StoredJob]:
         """The jobs, if this caller may see them all: their own, or any for root and the admin group."""
         jobs = await self.app.jobs.get_many(job_ids)
-        hidden = next((i for i in job_ids if not self.sees_all and jobs[i].owner_uid != self.uid), None)
-        if hidden is not None:
-            raise JobNotFound(f"no job {hidden}: `hodeictl list` shows the jobs there are")
+        if not self.sees_all:
+            check_found(job_ids, {i for i, job in jobs.items() if job.owner_uid == self.uid})
         return jobs
 
     async def _logs(self, req: ReadLogs) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 from hodei.errors import HodeiError, InvalidTransition
@@ -29,6 +29,17 @@ RETRY_BACKOFF_MAX = 60.0
 
 class JobNotFound(HodeiError):
     """No such job: `hodeictl list` shows the jobs there are."""
+
+
+def no_job(job_id: int) -> JobNotFound:
+    return JobNotFound(f"no job {job_id}: `hodeictl list` shows the jobs there are")
+
+
+def check_found(job_ids: Iterable[int], found: Container[int]) -> None:
+    """Raise JobNotFound for the first of these ids not found (among them, or to this caller)."""
+    missing = next((i for i in job_ids if i not in found), None)
+    if missing is not None:
+        raise no_job(missing)
 
 
 class InvalidSpec(HodeiError):
@@ -113,14 +124,12 @@ class Jobs:
     async def get(self, job_id: int) -> StoredJob:
         job = await self.store.get_job(job_id)
         if job is None:
-            raise JobNotFound(f"no job {job_id}: `hodeictl list` shows the jobs there are")
+            raise no_job(job_id)
         return job
 
     async def get_many(self, job_ids: list[int]) -> dict[int, StoredJob]:
         jobs = await self.store.get_jobs(job_ids)
-        missing = next((i for i in job_ids if i not in jobs), None)
-        if missing is not None:
-            raise JobNotFound(f"no job {missing}: `hodeictl list` shows the jobs there are")
+        check_found(job_ids, jobs)
         return jobs
 
     async def take_next(self, worker_id: str, images: tuple[str, ...]) -> StoredJob | None:
@@ -220,9 +229,7 @@ class Jobs:
         after taking their wake-ups (so an end in between is not missed), one for the answer.
         """
         states = await self.store.states(job_ids)
-        missing = next((i for i in job_ids if i not in states), None)
-        if missing is not None:
-            raise JobNotFound(f"no job {missing}: `hodeictl list` shows the jobs there are")
+        check_found(job_ids, states)
         pending = [i for i, state in states.items() if state not in FINAL_STATES]
         if pending:
             ends = {i: self.finals.event(i) for i in pending}

@@ -92,7 +92,7 @@ class Scheduler:
 
     async def take_for(self, worker: Worker) -> StoredJob | None:
         """The next job for a worker that is just finishing one (the caller assigns it), if it may take one."""
-        if self.paused or worker.retiring or worker.writer is None or not worker.ready or worker.foreign_job:
+        if self.paused or not worker.takes_work:
             return None
         return await self.jobs.take_next(worker.id, self.images_for(worker))
 

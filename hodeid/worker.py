@@ -35,10 +35,8 @@ class Worker:
         self.token_hash = token_hash
         self.handle = ""
         self.state = S.STARTING
-        self.job_id: int | None = None
-        self.job: StoredJob | None = None  # the job as assigned, when this hodeid assigned it
+        self.job: StoredJob | None = None  # the attempt it runs, as it was assigned (or recovered)
         self.job_pid: int | None = None
-        self.job_attempt = 1
         self.foreign_job: int | None = None  # a job it still runs that is no longer its own
         self.ready = False  # said Ready on its current connection: only then can it be given work
         self.writer: FrameWriter | None = None
@@ -50,21 +48,31 @@ class Worker:
         self.retiring = False
 
     @property
+    def job_id(self) -> int | None:
+        return self.job.info.id if self.job is not None else None
+
+    @property
+    def job_attempt(self) -> int:
+        return self.job.info.attempt if self.job is not None else 1
+
+    @property
+    def takes_work(self) -> bool:
+        """Connected, said Ready, not retiring, running nothing it should not: it may be given a job
+        once it is idle (or, finishing one, its next)."""
+        return self.writer is not None and self.ready and not self.retiring and self.foreign_job is None
+
+    @property
     def available(self) -> bool:
-        """Can be given a job now: idle, connected, said Ready, not retiring, holding nothing."""
-        return (self.state is S.IDLE and self.writer is not None and self.ready and not self.retiring
-                and self.foreign_job is None)
+        """Can be given a job now: idle and takes work."""
+        return self.state is S.IDLE and self.takes_work
 
     def hold(self, job: StoredJob) -> None:
         """Now running this job (this attempt of it)."""
-        self.job_id = job.info.id
         self.job = job
-        self.job_attempt = job.info.attempt
         self.job_pid = job.pid
 
     def release(self) -> None:
         """Holding no job any more."""
-        self.job_id = None
         self.job = None
         self.job_pid = None
 

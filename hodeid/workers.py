@@ -54,7 +54,7 @@ class Pool:
     def can_scale(self) -> bool:
         """Whether ``scale`` could do anything: start a worker, or retire an idle one to make room."""
         return time.monotonic() >= self._backoff_until and (
-            len(self.provisioned()) < self.config.max_workers or any(w.available for w in self.workers.values()))
+            len(self.provisioned()) < self.config.max_workers or bool(self.idle()))
 
     def idle(self) -> list[Worker]:
         return [w for w in self.workers.values() if w.available]
