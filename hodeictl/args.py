@@ -5,15 +5,30 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
+from hodei.errors import HodeiError
 from hodei.protocol import JobSpec
-from hodeictl.client import spec_from_cli
+from hodeictl.client import Client, spec_from_cli
+
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     print(f"hodeictl: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def with_client(socket: str | None, work: Callable[[Client], T]) -> T:
+    """Run ``work`` on a connection to hodeid; its errors become one line and hodeictl's exit status."""
+    try:
+        with Client(socket) as client:
+            return work(client)
+    except HodeiError as e:
+        fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 def job_id(text: str) -> int:

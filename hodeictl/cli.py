@@ -11,10 +11,10 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import typer
 
-from hodei.errors import HodeiError, UsageError
+from hodei.errors import UsageError
 from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
-from hodeictl.args import fail, job_id, submit_spec
+from hodeictl.args import fail, job_id, submit_spec, with_client
 from hodeictl.client import Client
 
 T = TypeVar("T")
@@ -34,13 +34,7 @@ JobArg = Annotated[str, typer.Argument(help="job id", show_default=False)]
 
 
 def run(work: Callable[[Client], T]) -> T:
-    try:
-        with Client(_state["socket"]) as client:
-            return work(client)
-    except HodeiError as e:
-        fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    return with_client(_state["socket"], work)
 
 
 @app.callback()
@@ -69,19 +63,18 @@ def submit(
     json: JsonOpt = False,
 ) -> None:
     """Queue a command. Prints the job id (or follows it with -f)."""
+    options: dict[str, Any] = dict(name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
+                                   label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
     if from_file:
         if command or follow:
             fail("--from queues the lines of a file: give no command and no --follow with it")
-        specs = [submit_spec([line], name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
-                             label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
-                 for line in _command_lines(from_file)]
+        specs = [submit_spec([line], **options) for line in _command_lines(from_file)]
         # Ids are printed as each batch is queued: if a later one is refused, the output says which went in.
         jobs = run(lambda c: c.submit_many(specs, each=None if json else lambda j: print(j.id, flush=True)))
         if json:
             print(render.to_json(jobs), flush=True)
         return
-    spec = submit_spec(command, name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
-                       label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
+    spec = submit_spec(command, **options)
 
     def work(c: Client) -> int:
         job = c.submit(spec)

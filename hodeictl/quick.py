@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hodei.errors import HodeiError
-from hodeictl.args import fail, submit_spec
-from hodeictl.client import Client
+from hodeictl.args import submit_spec, with_client
+from hodeictl.render import to_json
 
 # option -> (parameter of submit_spec, how to read its value); repeatable ones collect a list
 _VALUES: dict[str, tuple[str, Any]] = {
@@ -90,17 +89,6 @@ def main(argv: list[str]) -> bool:
     socket, opts, command = parsed
     as_json = opts.pop("json", False)
     spec = submit_spec(command, **opts)
-    try:
-        with Client(socket) as client:
-            job = client.submit(spec)
-    except HodeiError as e:
-        fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    if as_json:
-        from hodeictl.render import to_json
-
-        print(to_json(job))
-    else:
-        print(job.id)
+    job = with_client(socket, lambda client: client.submit(spec))
+    print(to_json(job) if as_json else job.id)
     raise SystemExit(0)
