@@ -87,6 +87,8 @@ class JobSpec(msgspec.Struct, omit_defaults=True):
     # runs on the same host, so `hodeictl submit make` behaves as `make` would in that shell.
     client_env: dict[str, str] = {}
     client_cwd: str = ""
+    # The submitting shell's umask, so files a job writes get the permissions they would in that shell.
+    umask: int | None = None
     retries: int = 0  # run again this many times at most when lost (and when failed, with retry_on_failure)
     retry_on_failure: bool = False
 
@@ -128,17 +130,22 @@ class WorkerInfo(msgspec.Struct, omit_defaults=False):
 
 
 class Assignment(msgspec.Struct, omit_defaults=True):
-    """A job as the agent needs it. ``env`` is complete when ``replace_env``; else added to the agent's."""
+    """A job as the agent needs it.
+
+    ``env`` is the job's whole environment: the agent adds only the basics of the user the job runs as
+    (HOME, USER, LOGNAME, SHELL, PATH) where ``env`` has none, never its own environment.
+    """
 
     job_id: int
     command: list[str]
     shell: bool
     env: dict[str, str] = {}
-    replace_env: bool = False
+    replace_env: bool = False  # unused since the agent never adds its own environment; kept for old agents
     cwd: str = ""
     timeout: float | None = None
     grace: float = 10.0
     uid: int | None = None  # run as this user (a root agent on the submitter's host)
+    umask: int | None = None  # None: 0o022
 
 
 # ---- handshake ------------------------------------------------------------------------------------

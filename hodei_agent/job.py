@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import logging
+import mmap
 import os
 import pwd
 import signal
@@ -19,13 +21,30 @@ log = logging.getLogger("hodei-agent")
 CHUNK = 256 * 1024  # bytes read from a pipe at most at once; a read returns as soon as any are there
 DRAIN_AFTER_EXIT = 2.0  # seconds to wait for pipes held open by escaped processes after the job ends
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-HIDDEN_ENV = ("HODEI_WORKER_TOKEN", "HODEI_WORKER_ID", "HODEI_AGENT_SOCKET", "HODEI_HEARTBEAT_INTERVAL")
+# The PATH a job gets when its spec brings none: a login shell's on Debian.
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+USER_PATH = "/usr/local/bin:/usr/bin:/bin"
+DEFAULT_UMASK = 0o022
 
 Emit = Callable[[Stream, bytes], Awaitable[None]]
 
 
+def user_basics(uid: int | None) -> dict[str, str]:
+    """HOME, USER, LOGNAME, SHELL and a PATH for the user a job runs as (from the password database)."""
+    uid = os.geteuid() if uid is None else uid
+    try:
+        entry = pwd.getpwuid(uid)
+        name, home, shell = entry.pw_name, entry.pw_dir, entry.pw_shell or "/bin/sh"
+    except KeyError:  # a uid with no account here (a container's, say)
+        name, home, shell = str(uid), "/", "/bin/sh"
+    return {"HOME": home, "USER": name, "LOGNAME": name, "SHELL": shell,
+            "PATH": ROOT_PATH if uid == 0 else USER_PATH}
+
+
 def job_env(a: Assignment) -> dict[str, str]:
-    env = {} if a.replace_env else {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    """The job's environment: what its spec brings, plus its user's basics where the spec has none.
+    Never the agent's own: that is hodeid's (secrets included) on the local provider."""
+    env = user_basics(a.uid)
     env.update(a.env)
     env["HODEI_JOB_ID"] = str(a.job_id)
     return env
@@ -61,6 +80,40 @@ def identity(uid: int | None) -> dict[str, Any]:
     except KeyError:
         gid, groups = uid, [uid]
     return {"user": uid, "group": gid, "extra_groups": groups}
+
+
+def cwd_refused(cwd: str, errno_: int) -> str:
+    """Why the job cannot start in ``cwd``, as its user found it (so it says nothing that user may not know)."""
+    if errno_ == errno.ENOENT:
+        return f"the working directory {cwd} does not exist"
+    if errno_ == errno.ENOTDIR:
+        return f"the working directory {cwd} is not a directory"
+    if errno_ in (errno.EACCES, errno.EPERM):
+        return f"the job's user may not enter the working directory {cwd}"
+    return f"cannot enter the working directory {cwd}: {os.strerror(errno_)}"
+
+
+class _EnterAsUser:
+    """Enter the working directory in the child, after it has become the job's user.
+
+    subprocess's own ``cwd`` is entered before the switch, i.e. as root: a user could then run a job
+    in a directory only root (or another user) may enter. The errno of a failed chdir comes back
+    through a shared page, since the child cannot return anything else.
+    """
+
+    def __init__(self, cwd: str) -> None:
+        self.cwd = cwd
+        self.failed = mmap.mmap(-1, 4)
+
+    def __call__(self) -> None:
+        try:
+            os.chdir(self.cwd)
+        except OSError as e:
+            self.failed[:4] = (e.errno or errno.EIO).to_bytes(4, "little")
+            raise
+
+    def errno(self) -> int:
+        return int.from_bytes(self.failed[:4], "little")
 
 
 async def _exit_of(proc: subprocess.Popen[bytes]) -> int:
@@ -105,8 +158,11 @@ class JobProcess:
 
     async def start(self) -> None:
         a = self.a
-        if a.cwd and not os.path.isdir(a.cwd):
-            raise SpawnFailed(f"the working directory {a.cwd} does not exist here", 127)
+        who = identity(a.uid)
+        # As another user, the directory is entered (and so checked) as that user, in the child.
+        enter = _EnterAsUser(a.cwd) if a.cwd and who else None
+        if a.cwd and not who and not os.path.isdir(a.cwd):  # as ourselves, a check here is the same check
+            raise SpawnFailed(cwd_refused(a.cwd, errno.ENOENT if not os.path.exists(a.cwd) else errno.ENOTDIR), 127)
         # Real pipes, not socket pairs: scripts that write to /dev/stderr must work as in a terminal.
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
@@ -118,11 +174,17 @@ class JobProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=err_w,
-                cwd=a.cwd or None,
+                cwd=(a.cwd or None) if enter is None else None,
+                preexec_fn=enter,
                 env=job_env(a),
+                umask=DEFAULT_UMASK if a.umask is None else a.umask,
                 start_new_session=True,  # its own process group: signals reach every process of the job
-                **identity(a.uid),
+                **who,
             )
+        except subprocess.SubprocessError as e:
+            if enter is not None and enter.errno():
+                raise SpawnFailed(cwd_refused(a.cwd, enter.errno()), 127) from e
+            raise SpawnFailed(f"cannot start the job: {e}", 126) from e
         except FileNotFoundError as e:
             raise SpawnFailed(f"cannot run {a.command[0]!r}: command not found", 127) from e
         except PermissionError as e:

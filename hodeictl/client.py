@@ -270,4 +270,12 @@ def spec_from_cli(
         retry_on_failure=retry_on_failure,
         client_env=dict(os.environ),
         client_cwd=os.getcwd(),
+        umask=current_umask(),
     )
+
+
+def current_umask() -> int:
+    """This process's umask (reading it means setting it: set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -111,7 +111,7 @@ class CtlSession:
             case ReadLogs():
                 await self._until_gone(self._logs(req))
             case ListWorkers():
-                await send(WorkersReply(workers=app.pool.infos()))
+                await send(WorkersReply(workers=app.pool.infos(None if self.sees_all else self.uid)))
             case AddAgent(pool=pool):
                 self._admin_only("register agents")
                 worker_id, token = await app.pool.add_remote(pool)
@@ -125,7 +125,9 @@ class CtlSession:
                 await send(Pong())
 
     def _may_submit(self) -> None:
-        if self.uid is not None and os.geteuid() not in (0, self.uid):
+        if self.uid is None:  # who is asking is unknown: nothing may run on their behalf
+            raise InvalidSpec("hodeid cannot tell which user is asking (no peer credentials on the socket)")
+        if os.geteuid() not in (0, self.uid):
             raise InvalidSpec(f"hodeid runs as uid {os.geteuid()} and cannot run jobs as uid {self.uid};"
                               " start your own hodeid, or ask for a hodeid that runs as root")
 
@@ -195,7 +197,10 @@ class CtlSession:
 
 
 def sees_all(app: App, uid: int | None) -> bool:
-    if uid is None or uid == 0 or uid == os.geteuid():
+    """Whether this caller sees every user's jobs. A caller whose uid is unknown sees none: fail closed."""
+    if uid is None:
+        return False
+    if uid == 0 or uid == os.geteuid():
         return True
     group = app.config.admin_group
     if not group:

@@ -63,6 +63,8 @@ def validate(spec: JobSpec) -> None:
         raise InvalidSpec("--timeout must be a positive number of seconds")
     if spec.retries < 0:
         raise InvalidSpec("--retries must be zero or more")
+    if spec.umask is not None and not 0 <= spec.umask <= 0o777:
+        raise InvalidSpec(f"umask {spec.umask:o} is not a file mode mask (0 to 777, octal)")
     if not spec.grace >= 0:
         raise InvalidSpec("--grace must be zero or a positive number of seconds")
     size = spec_size(spec)

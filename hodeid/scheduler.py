@@ -30,12 +30,13 @@ def assignment(job: StoredJob, local: bool) -> Assignment:
         command=spec.command,
         shell=spec.shell,
         env=env,
-        replace_env=local and bool(spec.client_env),
+        replace_env=True,
         cwd=cwd,
         timeout=spec.timeout,
         grace=spec.grace,
         # A root hodeid runs each local job as the user who submitted it.
         uid=job.owner_uid if local and job.owner_uid and os.geteuid() == 0 else None,
+        umask=spec.umask,
     )
 
 

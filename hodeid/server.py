@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import functools
 import grp
@@ -11,6 +12,7 @@ import os
 import signal
 import socket
 import ssl
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,20 @@ class Server:
 
     def _prepare_dirs(self) -> None:
         cfg = self.config
+        # Everything hodeid writes (the database holds every job's environment) is for hodeid alone,
+        # whatever umask it was started with; jobs get their submitter's umask, not this one.
+        os.umask(0o077)
         try:
-            cfg.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            cfg.socket.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            make_private(cfg.state_dir)
+            for name in ("hodei.db", "hodei.db-wal", "hodei.db-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.chmod(cfg.state_dir / name, 0o600)
+            for sub in (cfg.log_dir, cfg.worker_log_dir):
+                if sub.exists():
+                    make_private(sub)
+            if not cfg.socket.parent.exists():  # others may need to reach the socket inside (--socket-group)
+                cfg.socket.parent.mkdir(parents=True)
+                os.chmod(cfg.socket.parent, 0o755)
             cfg.agent_socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(cfg.state_dir / "hodeid.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
@@ -259,6 +272,16 @@ class Server:
         for path in (self.config.socket, self.config.agent_socket_path):
             path.unlink(missing_ok=True)
         log.info("stopped")
+
+
+def make_private(directory: Path) -> None:
+    """Create ``directory`` (0700), or make an existing one 0700, saying so if others could enter it."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o077:
+        log.warning("%s was open to other users (mode %04o): made it 0700, since it holds jobs' environments"
+                    " and output", directory, mode)
+        os.chmod(directory, 0o700)
 
 
 async def _try_send(writer: FrameWriter, msg: Any) -> None:

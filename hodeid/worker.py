@@ -76,13 +76,17 @@ class Worker:
         self.job = None
         self.job_pid = None
 
-    def info(self) -> WorkerInfo:
+    def info(self, viewer: int | None = None) -> WorkerInfo:
+        """As ``workers`` shows it; the job's id only to its owner when a ``viewer`` uid is given."""
         lag = time.monotonic() - self.last_seen
+        job_id = self.job_id
+        if viewer is not None and self.job is not None and self.job.owner_uid != viewer:
+            job_id = None
         return WorkerInfo(
             id=self.id,
             provider=self.provider,
             state=self.state,
-            job_id=self.job_id,
+            job_id=job_id,
             image=self.image,
             pid=int(self.handle) if self.handle.isdigit() else None,
             created_at=self.created,

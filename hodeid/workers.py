@@ -64,8 +64,9 @@ class Pool:
         """The image of jobs that name none: the configured one for docker, none for local processes."""
         return self.config.image if self.provider.name == "docker" else ""
 
-    def infos(self) -> list[WorkerInfo]:
-        return [w.info() for w in self.live()]
+    def infos(self, viewer: int | None = None) -> list[WorkerInfo]:
+        """What ``workers`` shows; to a ``viewer`` (a uid) who may not see every job, only their own jobs' ids."""
+        return [w.info(viewer) for w in self.live()]
 
     async def set_state(self, worker: Worker, state: WorkerState) -> None:
         old = worker.state

@@ -187,6 +187,15 @@ def daemon(make_daemon: Callable[..., Daemon]) -> Daemon:
     return make_daemon()
 
 
+@pytest.fixture
+def shared(make_daemon: Callable[..., Daemon]) -> Daemon:
+    """A root hodeid whose control socket is open to the `nogroup` group, so other users can reach it."""
+    need_root("needs root to act as two users")
+    d: Daemon = make_daemon("--socket-group", "nogroup", start=False)
+    d.root.chmod(0o755)
+    return d.start()
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield

@@ -7,8 +7,6 @@ import os
 import stat
 import subprocess
 
-import pytest
-
 from conftest import BIN, Daemon, need_root
 
 NOBODY = 65534
@@ -17,14 +15,6 @@ NOBODY = 65534
 def as_nobody(d: Daemon, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                            str(BIN / "hodeictl"), *args], capture_output=True, timeout=60, env=d.env, cwd="/")
-
-
-@pytest.fixture
-def shared(make_daemon) -> Daemon:
-    need_root("needs root to act as two users")
-    d: Daemon = make_daemon("--socket-group", "nogroup", start=False)
-    d.root.chmod(0o755)
-    return d.start()
 
 
 def test_group_socket_is_0660(shared: Daemon) -> None:
