@@ -157,11 +157,15 @@ class Hello(Message):
     worker_id: str = ""
     token: str = ""
     client: str = ""
+    rotates_token: bool = False  # an agent that takes the new token a Welcome may carry
 
 
 class Welcome(Message):
     version: int
     daemon: str = ""
+    # For a worker hodeid started, the token to present next time: the one it registered with is
+    # spent, so a copy of it (in the worker's environment, say) is worth nothing.
+    token: str = ""
 
 
 class Error(Message):

@@ -116,12 +116,15 @@ class Agent:
         r, w = await connect(self.cfg.socket, self.cfg.tls_ca)
         writer = FrameWriter(w)
         try:
-            await writer.send(Hello(version=PROTOCOL_VERSION, role=Role.AGENT, worker_id=self.cfg.worker_id, token=self.cfg.token))
+            await writer.send(Hello(version=PROTOCOL_VERSION, role=Role.AGENT, worker_id=self.cfg.worker_id,
+                                    token=self.cfg.token, rotates_token=True))
             reply = await asyncio.wait_for(FrameReader[HandshakeReply](r, HandshakeReply).read(), HANDSHAKE_TIMEOUT)
             if isinstance(reply, Error):
                 raise AuthRefused(reply.message)
             if not isinstance(reply, Welcome):
                 raise ProtocolError("hodeid closed the connection during the handshake")
+            if reply.token:  # the one we registered with is spent: this one is for the next connection
+                self.cfg.token = reply.token
             job = self.job
             writer.write(Ready(job_id=self.job_id, running=job is not None and self.exited is None,
                                pid=job.pid if job is not None else None, started_at=self.started_at))

@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import logging
 import os
 import sys
 
 from hodei_agent.agent import Agent, AgentConfig
+
+PR_SET_DUMPABLE = 4
+
+
+def read_token() -> str:
+    """The worker's token: from HODEI_WORKER_TOKEN_FILE (``-``: standard input, as the local provider
+    sends it) or HODEI_WORKER_TOKEN. It does not stay in the environment jobs could be given."""
+    path = os.environ.pop("HODEI_WORKER_TOKEN_FILE", "")
+    token = os.environ.pop("HODEI_WORKER_TOKEN", "")
+    if path:
+        try:
+            with open(sys.stdin.fileno() if path == "-" else path, closefd=path != "-") as f:
+                token = f.readline().strip()
+        except OSError as e:
+            print(f"hodei-agent: cannot read the worker token from {path}: {e.strerror}", file=sys.stderr)
+            sys.exit(2)
+    return token
+
+
+def undumpable() -> None:
+    """Jobs may run as the agent's own user: they must not read its memory or /proc/PID/environ (where
+    its token is), which a process that is not dumpable keeps to root."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,11 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--worker-id", default=os.environ.get("HODEI_WORKER_ID", ""))
     p.add_argument("--heartbeat-interval", type=float, default=float(os.environ.get("HODEI_HEARTBEAT_INTERVAL") or 2.0))
     args = p.parse_args(argv)
-    token = os.environ.get("HODEI_WORKER_TOKEN", "")
+    token = read_token()
     if not args.worker_id or not token:
-        print("hodei-agent: HODEI_WORKER_ID and HODEI_WORKER_TOKEN must be set; hodeid sets them when it starts a worker",
-              file=sys.stderr)
+        print("hodei-agent: HODEI_WORKER_ID and HODEI_WORKER_TOKEN (or HODEI_WORKER_TOKEN_FILE) must be set;"
+              " hodeid sets them when it starts a worker", file=sys.stderr)
         sys.exit(2)
+    undumpable()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s hodei-agent[%(process)d]: %(message)s")
     config = AgentConfig(socket=args.socket, worker_id=args.worker_id, token=token,
                          heartbeat_interval=args.heartbeat_interval, tls_ca=args.tls_ca)

@@ -34,9 +34,11 @@ ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
 
 
 class AgentSession:
-    def __init__(self, app: App, worker: Worker, reader: FrameReader[AgentToDaemon], writer: FrameWriter) -> None:
+    def __init__(self, app: App, worker: Worker, reader: FrameReader[AgentToDaemon], writer: FrameWriter,
+                 token: str = "") -> None:
         self.app = app
         self.worker = worker
+        self.token = token  # the worker's next token, for the Welcome
         self.reader = reader
         self.writer = writer
         self._acks: dict[int, int] = {}
@@ -44,7 +46,7 @@ class AgentSession:
 
     async def run(self) -> None:
         pool = self.app.pool
-        await self.writer.send(Welcome(version=PROTOCOL_VERSION, daemon="hodeid"))
+        await self.writer.send(Welcome(version=PROTOCOL_VERSION, daemon="hodeid", token=self.token))
         pool.attach(self.worker, self.writer)
         try:
             while (msg := await self.reader.read()) is not None:
@@ -188,5 +190,5 @@ class AgentSession:
 
 
 async def serve_agent(app: App, hello: Hello, reader: FrameReader[AgentToDaemon], writer: FrameWriter) -> None:
-    worker = await app.pool.authenticate(hello.worker_id, hello.token)
-    await AgentSession(app, worker, reader, writer).run()
+    worker, token = await app.pool.authenticate(hello.worker_id, hello.token, hello.rotates_token)
+    await AgentSession(app, worker, reader, writer, token).run()

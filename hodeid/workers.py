@@ -137,7 +137,14 @@ class Pool:
 
     # ---- registration ---------------------------------------------------------------------------
 
-    async def authenticate(self, worker_id: str, token: str) -> Worker:
+    async def authenticate(self, worker_id: str, token: str, rotates: bool) -> tuple[Worker, str]:
+        """The worker this agent is, and the token it presents next time ("" when it keeps its own).
+
+        A worker hodeid started gets a new token at every connection, so the one it was started with
+        (or any copy of an earlier one) is spent once used. A remote agent keeps the token it was
+        registered with: its operator configured it. While a worker's agent is connected and heard
+        from, another connection with its token is refused: only one process is that worker.
+        """
         worker = self.workers.get(worker_id)
         expected = worker.token_hash if worker else await self.store.worker_token_hash(worker_id)
         if expected is None or not hmac.compare_digest(expected, hash_token(token)):
@@ -150,7 +157,15 @@ class Pool:
             self.workers[worker_id] = worker
         if worker.state in (S.GONE, S.LOST):
             raise AuthError(f"worker {worker_id} was already removed; the agent should exit")
-        return worker
+        if worker.writer is not None and time.monotonic() - worker.last_seen < 2 * self.config.heartbeat_interval:
+            raise AuthError(f"refused a second connection for worker {worker_id}, whose agent is connected"
+                            " and heartbeating: someone else holds its token")
+        new_token = ""
+        if rotates and worker.provider != REMOTE:
+            new_token = secrets.token_urlsafe(24)
+            worker.token_hash = hash_token(new_token)
+            await self.store.update_worker(worker_id, token_hash=worker.token_hash)
+        return worker, new_token
 
     def attach(self, worker: Worker, writer: FrameWriter) -> None:
         if worker.writer is not None and worker.writer is not writer:

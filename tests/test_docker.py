@@ -373,3 +373,28 @@ def test_engine_vanishing_and_returning(dockerd, tmp_path) -> None:
         assert job["state"] == "succeeded" and d.output(jid) == b"after\n"
     finally:
         proxy.cut()
+
+
+def test_a_workers_start_token_is_spent_once_it_registered(dockerd) -> None:
+    """The token a container was started with (visible in `docker inspect`) is worth nothing once its
+    agent has registered: hodeid gave the agent a new one and refuses the old."""
+    import socket
+
+    from hodei.frames import body_size, encode_frame
+    from hodei.protocol import PROTOCOL_VERSION, Hello, Role
+
+    d = dockerd()
+    jid = d.submit("sleep 300")
+    job = d.wait_state(jid, "running", timeout=60)
+    env = json.loads(docker("inspect", container_of(d, job)))[0]["Config"]["Env"]
+    token = next(v.split("=", 1)[1] for v in env if v.startswith("HODEI_WORKER_TOKEN="))
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(d.agent_socket))
+        s.sendall(encode_frame(Hello(version=PROTOCOL_VERSION, role=Role.AGENT, worker_id=job["worker_id"],
+                                     token=token, rotates_token=True)))
+        f = s.makefile("rb")
+        reply = f.read(body_size(f.read(4)))
+    assert b"presented no valid token" in reply
+    d.ctl("cancel", "--grace", "0", str(jid))
+    assert d.job(jid)["state"] == "cancelled"  # the real agent still answers

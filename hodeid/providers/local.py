@@ -12,6 +12,9 @@ import sys
 
 from hodeid.config import Config
 
+# What of hodeid's environment an agent gets: how to run Python and speak, nothing else.
+AGENT_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH"})
+
 
 class LocalProvider:
     name = "local"
@@ -21,11 +24,12 @@ class LocalProvider:
         self._procs: dict[str, asyncio.subprocess.Process] = {}
 
     async def start(self, worker_id: str, token: str, image: str) -> str:
-        env = dict(os.environ)
+        # Not hodeid's environment: it may hold secrets, and nothing of it is the jobs' business.
+        env = {k: v for k, v in os.environ.items() if k in AGENT_ENV}
         env.update(
             HODEI_AGENT_SOCKET=str(self.config.agent_socket_path),
             HODEI_WORKER_ID=worker_id,
-            HODEI_WORKER_TOKEN=token,
+            HODEI_WORKER_TOKEN_FILE="-",  # on its standard input: not in /proc/PID/environ
             HODEI_HEARTBEAT_INTERVAL=str(self.config.heartbeat_interval),
         )
         self.config.worker_log_dir.mkdir(parents=True, exist_ok=True)
@@ -34,13 +38,16 @@ class LocalProvider:
                 sys.executable,
                 "-m",
                 "hodei_agent",
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=out,
                 stderr=out,
                 env=env,
                 cwd="/",  # not hodeid's directory: a hodei_agent/ folder there would shadow the installed agent
                 start_new_session=True,
             )
+        assert proc.stdin is not None
+        proc.stdin.write(token.encode() + b"\n")
+        proc.stdin.close()
         handle = str(proc.pid)
         self._procs[handle] = proc
         return handle
