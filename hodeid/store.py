@@ -146,6 +146,21 @@ class Store:
         )
         return [_job_from_row(r) for r in sorted(rows)]  # RETURNING promises no order; the ids do
 
+    async def keep_job_ids_above(self, job_id: int) -> int | None:
+        """New jobs get ids above ``job_id`` (the highest among the log files on disk): a database that
+        was lost and started anew must not hand out an id whose old output is still there. The jobs
+        table is AUTOINCREMENT, so its counter lives in sqlite_sequence and never goes back. Returns
+        the highest id the database knew of when it had to be raised, None when it did not."""
+        row = await self._one("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'")
+        known = row[0] if row else 0
+        if known >= job_id:
+            return None
+        if row is None:
+            await self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (job_id,))
+        else:
+            await self._db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'jobs'", (job_id,))
+        return known
+
     async def get_job(self, job_id: int) -> StoredJob | None:
         row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return _job_from_row(row) if row else None
