@@ -34,8 +34,9 @@ class App:
     async def build(cls, config: Config, provider: Provider) -> App:
         changes = Notifier()
         logs = LogStore(config.log_dir, changes, config.max_log_bytes)
-        store = await Store.open(config.db_path)
-        await keep_ids_unique(store, logs)
+        top = logs.highest_job_id()
+        store = await Store.open(config.db_path, logs_up_to=top)
+        await keep_ids_above(store, logs, top)
         jobs = Jobs(store, logs, changes)
         tasks = Tasks()
         pool = Pool(config, store, provider, jobs, tasks)
@@ -43,9 +44,8 @@ class App:
         return cls(config, store, logs, changes, jobs, pool, scheduler, provider, tasks)
 
 
-async def keep_ids_unique(store: Store, logs: LogStore) -> None:
+async def keep_ids_above(store: Store, logs: LogStore, top: int) -> None:
     """No job id is handed out twice, even by a database recreated next to the logs of the old one."""
-    top = logs.highest_job_id()
     known = await store.keep_job_ids_above(top)
     if known is not None:
         log.warning("the database knew jobs up to id %d, but %s holds logs of jobs up to id %d: new jobs get"
