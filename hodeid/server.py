@@ -166,7 +166,7 @@ class Server:
         while True:
             await asyncio.sleep(period)
             try:
-                app.store.check_file()
+                await app.store.check_file()
                 await app.pool.check()
             except DatabaseDamaged:
                 pass  # the store has logged it, once; every request says so

@@ -138,37 +138,55 @@ class _Watched:
         self._conn = conn
         self.path = path
         self.damage: DatabaseDamaged | None = None
+        self._logged = False
         st = os.stat(path)
         self._file = (st.st_dev, st.st_ino)
         self._had_bytes = st.st_size > 0  # a new database may be 0 bytes for a while, its pages in the WAL
 
-    def damaged(self, what: str) -> DatabaseDamaged:
-        if self.damage is None:
-            self.damage = DatabaseDamaged(
-                f"hodeid's database {self.path} {what}: stop hodeid, then restore it from a backup or move"
-                f" {self.path}* aside, and start hodeid again")
+    def damaged(self, what: str, remedy: str = "") -> DatabaseDamaged:
+        if self.damage is None or not self._logged:
+            remedy = remedy or f"restore it from a backup or move {self.path}* aside"
+            self.damage = DatabaseDamaged(f"hodeid's database {self.path} {what}: stop hodeid, then {remedy},"
+                                          " and start hodeid again")
+            self._logged = True
             log.error("%s", self.damage)
         return self.damage
 
-    def check_file(self) -> None:
+    async def check_file(self) -> None:
         """A stat of the file: deleted, replaced or truncated to nothing is damage."""
         if self.damage is not None:
             return
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self.damaged("was deleted while hodeid ran")
+            await self._rescue("was deleted while hodeid ran")
             return
         if (st.st_dev, st.st_ino) != self._file:
-            self.damaged("was replaced while hodeid ran")
+            await self._rescue("was replaced while hodeid ran")
         elif st.st_size == 0 and self._had_bytes:
             self.damaged("was truncated to 0 bytes while hodeid ran")
         self._had_bytes = st.st_size > 0
 
-    def _mapped(self, e: sqlite3.Error) -> BaseException:
+    async def _rescue(self, what: str) -> None:
+        """The file left its path, but hodeid's connection still holds it whole: save a copy of it."""
+        self.damage = DatabaseDamaged(f"hodeid's database {self.path} {what}")  # no more writes meanwhile
+        rescued = self.path.with_name(f"{self.path.name}.rescued-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            target = sqlite3.connect(rescued, check_same_thread=False)  # written from aiosqlite's thread
+            try:
+                await self._conn.backup(target)
+            finally:
+                target.close()
+        except (sqlite3.Error, OSError) as e:
+            self.damaged(f"{what}, and saving what hodeid held failed ({e})")
+            return
+        self.damaged(f"{what}; what hodeid held is saved in {rescued}",
+                     f"move {rescued} to {self.path} (or restore a backup)")
+
+    async def _mapped(self, e: sqlite3.Error) -> BaseException:
         if not _is_damage(e):
             return e
-        self.check_file()  # a file truncated or replaced under hodeid: say that rather than SQLite's words
+        await self.check_file()  # a file truncated or replaced under hodeid: say that rather than SQLite's words
         return self.damage or self.damaged(f"is damaged (SQLite: {e})")
 
     async def _call(self, method: Any, *args: Any) -> Any:
@@ -177,7 +195,7 @@ class _Watched:
         try:
             return await method(*args)
         except sqlite3.Error as e:
-            raise self._mapped(e) from e
+            raise await self._mapped(e) from e
 
     async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return await self._call(self._conn.execute, sql, params)
@@ -225,9 +243,10 @@ class Store:
             raise
         return store
 
-    def check_file(self) -> None:
-        """Cheap (one stat): notice the database file deleted, replaced or truncated under hodeid."""
-        self._db.check_file()
+    async def check_file(self) -> None:
+        """Cheap (one stat): notice the database file deleted, replaced or truncated under hodeid;
+        when it was deleted or replaced, save what hodeid still holds beside it."""
+        await self._db.check_file()
 
     async def close(self) -> None:
         await self._db.close()

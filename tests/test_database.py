@@ -80,20 +80,32 @@ def test_database_truncated_under_a_running_hodeid_is_reported_and_refused_at_th
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
-def test_database_deleted_or_replaced_under_a_running_hodeid_is_reported(make_daemon, how: str) -> None:
+def test_database_deleted_or_replaced_under_a_running_hodeid_is_reported_and_saved(make_daemon, how: str) -> None:
+    """Reported once and to every request; what hodeid still held is saved beside it, and starts again."""
     d: Daemon = make_daemon()
     jid = d.submit("echo kept")
     d.wait_final(jid)
     db = d.state_dir / "hodei.db"
     if how == "deleted":
-        db.unlink()
+        for path in d.state_dir.glob("hodei.db*"):
+            path.unlink()
     else:
         shutil.copy(db, d.root / "copy.db")
         os.replace(d.root / "copy.db", db)
     wait_for(lambda: damage_lines(d), what="hodeid to notice")
-    assert f"was {how} while hodeid ran" in damage_lines(d)[0]
+    rescued = list(d.state_dir.glob("hodei.db.rescued-*"))
+    assert len(rescued) == 1, rescued
+    assert f"was {how} while hodeid ran; what hodeid held is saved in {rescued[0]}" in damage_lines(d)[0]
     err = d.ctl("show", str(jid), check=False).stderr.decode()
-    assert f"hodeid's database {db} was {how} while hodeid ran" in err and DAMAGE_ADVICE in err, err
+    assert f"hodeid's database {db} was {how} while hodeid ran" in err, err
+    assert f"stop hodeid, then move {rescued[0]} to {db}" in err, err
+    assert len(damage_lines(d)) == 1, damage_lines(d)
+    assert d.stop() == 0
+    os.replace(rescued[0], db)
+    d.start()
+    assert d.job(jid)["state"] == "succeeded"
+    assert d.output(jid) == b"kept\n"
+    assert d.submit("echo next") > jid
 
 
 def test_random_bytes_in_the_middle_of_the_database_refuse_the_start(make_daemon, tmp_path) -> None:
