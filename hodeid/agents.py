@@ -26,6 +26,7 @@ from hodei.protocol import (
 )
 from hodeid.app import App
 from hodeid.logstore import DiskFull
+from hodeid.store import DatabaseDamaged
 from hodeid.worker import Worker
 
 log = logging.getLogger("hodeid.agents")
@@ -51,7 +52,10 @@ class AgentSession:
         try:
             while (msg := await self.reader.read()) is not None:
                 pool.seen(self.worker)
-                await self.handle(msg)
+                try:
+                    await self.handle(msg)
+                except DatabaseDamaged:
+                    pass  # logged once by the store; unacknowledged, the agent keeps it for a restarted hodeid
         finally:
             await pool.detach(self.worker, self.writer)
 
@@ -154,7 +158,8 @@ class AgentSession:
             return_exceptions=True,
         )
         if isinstance(taken, BaseException):
-            log.error("worker %s: taking its next job failed: %r", worker.id, taken)
+            if not isinstance(taken, DatabaseDamaged):  # that one the store has logged, once
+                log.error("worker %s: taking its next job failed: %r", worker.id, taken)
             taken = None
         stored = not isinstance(finished, BaseException)
         if stored:

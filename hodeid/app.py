@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from hodeid.config import Config
@@ -13,6 +14,8 @@ from hodeid.scheduler import Scheduler
 from hodeid.store import Store
 from hodeid.tasks import Tasks
 from hodeid.workers import Pool
+
+log = logging.getLogger("hodeid")
 
 
 @dataclass
@@ -29,11 +32,21 @@ class App:
 
     @classmethod
     async def build(cls, config: Config, provider: Provider) -> App:
-        store = await Store.open(config.db_path)
         changes = Notifier()
         logs = LogStore(config.log_dir, changes, config.max_log_bytes)
+        top = logs.highest_job_id()
+        store = await Store.open(config.db_path, logs_up_to=top)
+        await keep_ids_above(store, logs, top)
         jobs = Jobs(store, logs, changes)
         tasks = Tasks()
         pool = Pool(config, store, provider, jobs, tasks)
         scheduler = Scheduler(jobs, pool)
         return cls(config, store, logs, changes, jobs, pool, scheduler, provider, tasks)
+
+
+async def keep_ids_above(store: Store, logs: LogStore, top: int) -> None:
+    """No job id is handed out twice, even by a database recreated next to the logs of the old one."""
+    known = await store.keep_job_ids_above(top)
+    if known is not None:
+        log.warning("the database knew jobs up to id %d, but %s holds logs of jobs up to id %d: new jobs get"
+                    " ids from %d on", known, logs.dir, top, top + 1)

@@ -104,6 +104,7 @@ class Jobs:
     async def submit(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
         validate(spec)
         job = await self.store.insert_job(spec, owner_uid)
+        self.logs.start_empty(job.info.id)
         self.on_queued()
         return job
 
@@ -120,6 +121,8 @@ class Jobs:
             raise InvalidSpec(f"the batch's commands and environments take {size} bytes; at most"
                               f" {MAX_BATCH_BYTES} fit in one request; none of them was queued")
         jobs = await self.store.insert_jobs(specs, owner_uid)
+        for job in jobs:
+            self.logs.start_empty(job.info.id)
         self.on_queued()
         return jobs
 
@@ -193,6 +196,7 @@ class Jobs:
         if retry and info.attempt <= spec.retries and info.id not in self.cancel_reasons:
             delay = min(RETRY_BACKOFF * 2 ** (info.attempt - 1), RETRY_BACKOFF_MAX)
             log.info("job %s attempt %d %s (%s); retrying in %gs", info.id, info.attempt, state, reason, delay)
+            self.logs.start_empty(info.id, info.attempt + 1)
             requeued = await self.try_move(
                 info.id, ACTIVE, Q, attempt=info.attempt + 1, worker_id=None, pid=None, started_at=None,
                 exit_code=None, signal=None, log_bytes=0, run_after=time.time() + delay,

@@ -9,8 +9,10 @@ skipped, which makes delivery exactly-once from the agent's at-least-once resend
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from hodeid.notify import Notifier
 HEADER = struct.Struct(">QBdI")  # seq, stream, ts, length
 READ_BLOCK = 1 << 20
 NOTE = 3  # stream code of lines hodeid itself adds (the truncation marker); shown on stderr
+
+log = logging.getLogger("hodeid.logstore")
 
 
 class DiskFull(OSError):
@@ -73,6 +77,29 @@ class LogStore:
 
     def path(self, job_id: int, attempt: int) -> str:
         return f"{self._dir}/{job_id}.{attempt}.log"  # a str: pathlib costs more than the rest of a short job's end
+
+    def highest_job_id(self) -> int:
+        """The largest job id among the log files (0: none): names only, no stat per file (about 60 ms
+        for 100,000 files)."""
+        top = 0
+        for name in os.listdir(self._dir):
+            head, _, rest = name.partition(".")
+            if head.isdigit() and rest.endswith(".log") and rest[:-4].isdigit() and int(head) > top:
+                top = int(head)
+        return top
+
+    def start_empty(self, job_id: int, attempt: int = 1) -> None:
+        """A new job's (or a retry's) log starts empty. A file already there was left by another job,
+        under an id a database recreated behind hodeid's back gave out again: move it aside, never
+        append to it or show it as this job's output."""
+        path = self.path(job_id, attempt)
+        aside = f"{path}.stale-{time.time_ns()}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return  # the usual case: one failed syscall
+        log.warning("job %s attempt %s is new, but its log file was already there (left by another job):"
+                    " moved it to %s", job_id, attempt, aside)
 
     # ---- writing --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import time
 
 from hodei.protocol import Assign, Assignment, Cancel, WorkerState
 from hodeid.jobs import Jobs
-from hodeid.store import StoredJob
+from hodeid.store import DatabaseDamaged, StoredJob
 from hodeid.worker import REMOTE, Worker
 from hodeid.workers import Pool
 
@@ -66,6 +66,8 @@ class Scheduler:
                     limit = 2 * self.pool.config.max_workers + self.pool.config.min_idle + 64
                     self.pool.scale(await self.jobs.store.count_queued_by_image(limit))
                 await self._wake_for_retries()
+            except DatabaseDamaged:
+                pass  # logged once by the store; nothing can be scheduled until it is restored
             except Exception:
                 log.exception("scheduling pass failed; retrying on the next event")
                 await asyncio.sleep(0.5)

@@ -35,6 +35,7 @@ from hodeid.config import Config
 from hodeid.ctl import serve_ctl
 from hodeid.providers import make_provider
 from hodeid.recovery import recover
+from hodeid.store import DatabaseDamaged
 from hodeid.worker import AuthError
 
 log = logging.getLogger("hodeid")
@@ -178,7 +179,10 @@ class Server:
         while True:
             await asyncio.sleep(period)
             try:
+                await app.store.check_file()
                 await app.pool.check()
+            except DatabaseDamaged:
+                pass  # the store has logged it, once; every request says so
             except Exception:
                 log.exception("worker supervision pass failed")
 

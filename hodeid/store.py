@@ -7,6 +7,8 @@ client survives a crash of the daemon right after. State changes are guarded upd
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -17,9 +19,10 @@ from typing import Any
 import aiosqlite
 import msgspec
 
-from hodei.errors import InvalidTransition, StateDirError
+from hodei.errors import HodeiError, InvalidTransition, StateDirError
 from hodei.protocol import JobEvent, JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
 
+log = logging.getLogger("hodeid.store")
 _spec_encoder = msgspec.msgpack.Encoder()
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 
@@ -89,22 +92,161 @@ def _worker_from_row(row: Any) -> WorkerInfo:
     )
 
 
+class DatabaseDamaged(HodeiError):
+    """hodeid's database is damaged: stop hodeid, then restore it from a backup or move it aside."""
+
+
+_DAMAGE_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes; extended ones add high bits)
+
+
+def _is_damage(e: sqlite3.Error) -> bool:
+    return (getattr(e, "sqlite_errorcode", 0) & 0xFF) in _DAMAGE_CODES
+
+
+def _refusal(path: Path, what: str) -> DatabaseDamaged:
+    """Why hodeid will not start on this database, and what to do, in one sentence."""
+    return DatabaseDamaged(f"the database {path} {what}: restore it from a backup, or move {path}* aside"
+                           " to start with a new one (job logs are kept, and new jobs get new ids)")
+
+
+async def _check_at_start(conn: aiosqlite.Connection, path: Path, size: int | None, logs_up_to: int) -> None:
+    """Refuse a damaged database, and an empty one beside the logs of jobs it should know."""
+    rows = await conn.execute_fetchall("PRAGMA quick_check")
+    problems = [r[0] for r in rows if r[0] != "ok"]
+    if problems:
+        more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+        raise _refusal(path, f"is damaged (PRAGMA quick_check: {problems[0]}{more})")
+    tables = await conn.execute_fetchall("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")
+    (version,) = (await conn.execute_fetchall("PRAGMA user_version"))[0]
+    if tables:
+        return
+    if version:
+        raise _refusal(path, "is damaged (its jobs table is gone)")
+    if logs_up_to and size is not None:
+        empty = "is empty (0 bytes)" if size == 0 else "has no jobs table"
+        raise _refusal(path, f"{empty} although {path.parent / 'logs'} holds the logs of jobs up to id {logs_up_to}"
+                             " (it was truncated or replaced)")
+
+
+class _Watched:
+    """hodeid's connection, watched for damage: SQLite reporting CORRUPT or NOTADB, or the file
+    deleted, replaced or truncated under the running hodeid. The first sign is logged once (error
+    level); from then on every call raises DatabaseDamaged, one sentence for the user, without
+    touching the database again. The one place where store errors become that sentence."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self.damage: DatabaseDamaged | None = None
+        self._logged = False
+        st = os.stat(path)
+        self._file = (st.st_dev, st.st_ino)
+        self._had_bytes = st.st_size > 0  # a new database may be 0 bytes for a while, its pages in the WAL
+
+    def damaged(self, what: str, remedy: str = "") -> DatabaseDamaged:
+        if self.damage is None or not self._logged:
+            remedy = remedy or f"restore it from a backup or move {self.path}* aside"
+            self.damage = DatabaseDamaged(f"hodeid's database {self.path} {what}: stop hodeid, then {remedy},"
+                                          " and start hodeid again")
+            self._logged = True
+            log.error("%s", self.damage)
+        return self.damage
+
+    async def check_file(self) -> None:
+        """A stat of the file: deleted, replaced or truncated to nothing is damage."""
+        if self.damage is not None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            await self._rescue("was deleted while hodeid ran")
+            return
+        if (st.st_dev, st.st_ino) != self._file:
+            await self._rescue("was replaced while hodeid ran")
+        elif st.st_size == 0 and self._had_bytes:
+            self.damaged("was truncated to 0 bytes while hodeid ran")
+        self._had_bytes = st.st_size > 0
+
+    async def _rescue(self, what: str) -> None:
+        """The file left its path, but hodeid's connection still holds it whole: save a copy of it."""
+        self.damage = DatabaseDamaged(f"hodeid's database {self.path} {what}")  # no more writes meanwhile
+        rescued = self.path.with_name(f"{self.path.name}.rescued-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            target = sqlite3.connect(rescued, check_same_thread=False)  # written from aiosqlite's thread
+            try:
+                await self._conn.backup(target)
+            finally:
+                target.close()
+        except (sqlite3.Error, OSError) as e:
+            self.damaged(f"{what}, and saving what hodeid held failed ({e})")
+            return
+        self.damaged(f"{what}; what hodeid held is saved in {rescued}",
+                     f"move {rescued} to {self.path} (or restore a backup)")
+
+    async def _mapped(self, e: sqlite3.Error) -> BaseException:
+        if not _is_damage(e):
+            return e
+        await self.check_file()  # a file truncated or replaced under hodeid: say that rather than SQLite's words
+        return self.damage or self.damaged(f"is damaged (SQLite: {e})")
+
+    async def _call(self, method: Any, *args: Any) -> Any:
+        if self.damage is not None:
+            raise self.damage
+        try:
+            return await method(*args)
+        except sqlite3.Error as e:
+            raise await self._mapped(e) from e
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return await self._call(self._conn.execute, sql, params)
+
+    async def execute_fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return await self._call(self._conn.execute_fetchall, sql, params)
+
+    async def executescript(self, script: str) -> Any:
+        return await self._call(self._conn.executescript, script)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
 class Store:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._db = conn
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._db = _Watched(conn, path)
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
+    async def open(cls, path: Path, logs_up_to: int = 0) -> Store:
+        """Open (or create) the database; refuse one that is damaged, or empty while ``logs_up_to``
+        (the highest job id among the log files) says it should know jobs."""
+        try:
+            size: int | None = path.stat().st_size
+        except FileNotFoundError:
+            size = None  # a new database: the first start, or the old one moved aside as hodeid advised
         try:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as e:
             raise StateDirError(f"cannot open the database {path}: {e}; check the state directory") from e
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        store = cls(conn)
-        await store._migrate()
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await _check_at_start(conn, path, size, logs_up_to)
+            store = cls(conn, path)
+            await store._migrate()
+        except sqlite3.Error as e:
+            await conn.close()
+            if _is_damage(e):
+                raise _refusal(path, f"is damaged (SQLite: {e})") from e
+            raise
+        except BaseException:
+            await conn.close()
+            raise
         return store
+
+    async def check_file(self) -> None:
+        """Cheap (one stat): notice the database file deleted, replaced or truncated under hodeid;
+        when it was deleted or replaced, save what hodeid still holds beside it."""
+        await self._db.check_file()
 
     async def close(self) -> None:
         await self._db.close()
@@ -145,6 +287,21 @@ class Store:
             params,
         )
         return [_job_from_row(r) for r in sorted(rows)]  # RETURNING promises no order; the ids do
+
+    async def keep_job_ids_above(self, job_id: int) -> int | None:
+        """New jobs get ids above ``job_id`` (the highest among the log files on disk): a database that
+        was lost and started anew must not hand out an id whose old output is still there. The jobs
+        table is AUTOINCREMENT, so its counter lives in sqlite_sequence and never goes back. Returns
+        the highest id the database knew of when it had to be raised, None when it did not."""
+        row = await self._one("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'")
+        known = row[0] if row else 0
+        if known >= job_id:
+            return None
+        if row is None:
+            await self._db.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?)", (job_id,))
+        else:
+            await self._db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'jobs'", (job_id,))
+        return known
 
     async def get_job(self, job_id: int) -> StoredJob | None:
         row = await self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
