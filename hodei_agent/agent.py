@@ -124,7 +124,8 @@ class Agent:
                 raise ProtocolError("hodeid closed the connection during the handshake")
             job = self.job
             writer.write(Ready(job_id=self.job_id, running=job is not None and self.exited is None,
-                               pid=job.pid if job is not None else None, started_at=self.started_at))
+                               pid=job.pid if job is not None else None, started_at=self.started_at,
+                               pid_start=job.pid_start if job is not None else ""))
             # Resend whatever hodeid may not have stored (it skips duplicates), including what the job
             # writes meanwhile; no await between the last check and taking the connection into use.
             sent = 0
@@ -167,7 +168,7 @@ class Agent:
                 # Most jobs seen at a high rate end within milliseconds: for those the start travels
                 # with the exit, one message and one database write instead of two of each.
                 self._accept_later = asyncio.get_running_loop().call_later(
-                    ACCEPT_AFTER, self._accept, assignment.job_id, job.pid)
+                    ACCEPT_AFTER, self._accept, assignment.job_id, job)
                 self._job_task = asyncio.ensure_future(self._supervise(job))
             case Cancel(job_id=job_id, grace=grace, reason=reason):
                 if self.job is not None and job_id == self.job_id:
@@ -205,16 +206,17 @@ class Agent:
         self._finish(Exited(job_id=job.a.job_id, exit_code=result.exit_code, signal=result.signal,
                             last_seq=self.seq, finished_at=time.time(), outcome=result.outcome, reason=result.reason))
 
-    def _accept(self, job_id: int, pid: int) -> None:
+    def _accept(self, job_id: int, job: JobProcess) -> None:
         self._accept_later = None
-        self._send(Accept(job_id=job_id, pid=pid, started_at=self.started_at))
+        self._send(Accept(job_id=job_id, pid=job.pid, started_at=self.started_at, pid_start=job.pid_start))
 
     def _finish(self, exited: Exited) -> None:
         if self._accept_later is not None:  # ended before its Accept went out: the exit carries the start
             self._accept_later.cancel()
             self._accept_later = None
             if self.job is not None:
-                exited = msgspec.structs.replace(exited, started_at=self.started_at, pid=self.job.pid)
+                exited = msgspec.structs.replace(exited, started_at=self.started_at, pid=self.job.pid,
+                                                 pid_start=self.job.pid_start)
         self.exited = exited
         self._send(exited)
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hodei import procs
 from hodei.protocol import Assignment, Stream
 
 log = logging.getLogger("hodei-agent")
@@ -63,8 +64,9 @@ def identity(uid: int | None) -> dict[str, Any]:
     return {"user": uid, "group": gid, "extra_groups": groups}
 
 
-async def _exit_of(proc: subprocess.Popen[bytes]) -> int:
-    """Wait for the process without blocking the loop: its pidfd becomes readable when it exits."""
+async def _exit_of(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the process to exit, without blocking the loop and without reaping it: its pidfd
+    becomes readable when it exits. Until it is reaped, its pid (its group's id) is no one else's."""
     loop = asyncio.get_running_loop()
     fd = os.pidfd_open(proc.pid)
     exited = loop.create_future()
@@ -74,7 +76,6 @@ async def _exit_of(proc: subprocess.Popen[bytes]) -> int:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
-    return proc.wait()
 
 
 class SpawnFailed(Exception):
@@ -97,6 +98,7 @@ class JobProcess:
         self.outcome = ""  # set by cancel or timeout: the reason we signalled it
         self.reason = ""
         self._killer: asyncio.TimerHandle | None = None
+        self.pid_start = ""  # the stamp of the job's process (hodei.procs), read before anything reaps it
 
     @property
     def pid(self) -> int:
@@ -135,6 +137,7 @@ class JobProcess:
             if self.proc is None:
                 os.close(out_r)
                 os.close(err_r)
+        self.pid_start = procs.stamp(self.pid)
         self.stdout = await _reader(out_r)
         self.stderr = await _reader(err_r)
 
@@ -151,10 +154,11 @@ class JobProcess:
             timer = asyncio.get_running_loop().call_later(
                 self.a.timeout, self.terminate, self.a.grace, "timed_out", f"timed out after {self.a.timeout:g}s"
             )
-        rc = await _exit_of(proc)
+        await _exit_of(proc)
         if timer:
             timer.cancel()
-        self._signal_group(signal.SIGKILL)  # the job is over: nothing of it outlives it
+        self._signal_group(signal.SIGKILL)  # the job is over: nothing of it outlives it (before the reap,
+        rc = proc.wait()                     # which would free its pid, and so its group's id, for others)
         if self._killer:
             self._killer.cancel()
         done, pending = await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT)

@@ -163,13 +163,13 @@ class Jobs:
             log.info("%s", e)
             return None
 
-    async def started(self, job_id: int, started_at: float, pid: int | None) -> StoredJob | None:
-        return await self.try_move(job_id, (A,), R, started_at=started_at, pid=pid)
+    async def started(self, job_id: int, started_at: float, pid: int | None, pid_start: str = "") -> StoredJob | None:
+        return await self.try_move(job_id, (A,), R, started_at=started_at, pid=pid, pid_start=pid_start)
 
     async def finished(
         self, job: StoredJob, exit_code: int | None, signal: int | None, outcome: str, reason: str, **start: Any
     ) -> StoredJob | None:
-        """The attempt ended as its agent reports; ``start`` (started_at, pid) if not stored yet."""
+        """The attempt ended as its agent reports; ``start`` (started_at, pid, pid_start) if not stored yet."""
         state, default_reason = outcome_state(exit_code, signal, outcome)
         if state is JobState.CANCELLED:
             default_reason = self.cancel_reasons.get(job.info.id, "cancelled")
@@ -192,7 +192,7 @@ class Jobs:
             delay = min(RETRY_BACKOFF * 2 ** (info.attempt - 1), RETRY_BACKOFF_MAX)
             log.info("job %s attempt %d %s (%s); retrying in %gs", info.id, info.attempt, state, reason, delay)
             requeued = await self.try_move(
-                info.id, ACTIVE, Q, attempt=info.attempt + 1, worker_id=None, pid=None, started_at=None,
+                info.id, ACTIVE, Q, attempt=info.attempt + 1, worker_id=None, pid=None, pid_start="", started_at=None,
                 exit_code=None, signal=None, log_bytes=0, run_after=time.time() + delay,
                 reason=f"attempt {info.attempt} {state}: {reason}; retry {info.attempt}/{spec.retries}",
             )
