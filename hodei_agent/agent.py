@@ -44,6 +44,7 @@ from hodei_agent.outbox import Outbox
 
 log = logging.getLogger("hodei-agent")
 ACCEPT_AFTER = 0.005  # seconds a job runs before its start is reported on its own (see _handle, Assign)
+HOLD_RETRY = 1.0  # seconds between tries to keep output that found no room, if no Ack comes meanwhile
 
 
 @dataclass
@@ -221,11 +222,30 @@ class Agent:
         self._send(exited)
 
     async def _emit(self, stream: Stream, data: bytes) -> None:
-        await self.room.wait()
-        assert self.job_id is not None
-        self.seq += 1
-        msg = Output(job_id=self.job_id, seq=self.seq, stream=stream, ts=time.time(), data=data)
-        self.outbox.add(msg)
+        """Keep a chunk of the job's output, then send it. A chunk takes its sequence number only once
+        it is kept; until it can be (the spool's filesystem is full), the job's pipes are not read."""
+        held_since = None
+        while True:
+            await self.room.wait()
+            assert self.job_id is not None
+            msg = Output(job_id=self.job_id, seq=self.seq + 1, stream=stream, ts=time.time(), data=data)
+            try:
+                self.outbox.add(msg)
+                break
+            except OSError as e:
+                if held_since is None:
+                    held_since = time.monotonic()
+                    log.warning("job %s: no room to keep its output (%s); holding it, and not reading the job's"
+                                " pipes, until hodeid acknowledges some", self.job_id, e.strerror or e)
+                self.room.clear()  # an Ack sets it again; so does the timeout, in case space returns otherwise
+                try:
+                    await asyncio.wait_for(self.room.wait(), HOLD_RETRY)
+                except TimeoutError:
+                    if not self.outbox.full:
+                        self.room.set()
+        if held_since is not None:
+            log.info("job %s: its output is kept again, after %.1fs held", self.job_id, time.monotonic() - held_since)
+        self.seq = msg.seq
         if self.outbox.full:
             self.room.clear()
         writer = self.writer
