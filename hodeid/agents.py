@@ -149,7 +149,7 @@ class AgentSession:
         # Finish this job and take the worker's next one together: the two statements run back to back
         # in the database thread instead of one round trip after the other.
         finished, taken = await asyncio.gather(
-            app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason, **start),
+            app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason, msg.finished_at, **start),
             asyncio.sleep(0) if last else app.scheduler.take_for(worker),
             return_exceptions=True,
         )
