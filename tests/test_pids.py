@@ -57,7 +57,8 @@ def test_processes_that_took_dead_pids_are_not_killed(make_daemon, tmp_path, str
     d.kill()
     os.kill(agent, signal.SIGKILL)
     os.killpg(job_pid, signal.SIGKILL)
-    wait_for(lambda: gone_from_proc(agent) and gone_from_proc(job_pid), what="the agent and the job to be reaped")
+    wait_for(lambda: gone_from_proc(agent) and gone_from_proc(job_pid), timeout=30,
+             what="the agent and the job to be reaped (by init: their parents are dead)")
     strangers.append(take_pid(agent))
     strangers.append(take_pid(job_pid))
     d.start()
