@@ -1,0 +1,84 @@
+"""Inputs that used to break hodeid: each is refused in one sentence, and the daemon keeps serving."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import BIN
+
+from hodeid.config import Config, ConfigError
+
+# flag values a hostile probe tried; each used to start a daemon that burned CPU, lost every job,
+# refused every client, crashed in a loop, listened on another port, or died with a traceback
+BAD_FLAGS = [
+    (["--heartbeat-interval", "0"], "--heartbeat-interval", "0.1 to 60"),
+    (["--heartbeat-timeout", "0"], "--heartbeat-timeout", "0.2 to 3600"),
+    (["--heartbeat-interval", "10", "--heartbeat-timeout", "10"], "--heartbeat-timeout", "twice"),
+    (["--heartbeat-interval", "20"], "--heartbeat-timeout", "twice"),  # over the default 15 s timeout
+    (["--handshake-timeout", "0"], "--handshake-timeout", "0.1 to 3600"),
+    (["--handshake-timeout", "nan"], "--handshake-timeout", "0.1 to 3600"),
+    (["--max-workers", "99999999999999999999"], "--max-workers", "1 to 1024"),
+    (["--max-workers", "0"], "--max-workers", "1 to 1024"),
+    (["--min-idle", "5", "--max-workers", "2"], "--min-idle", "--max-workers"),
+    (["--log-level", "bogus"], "--log-level", "debug, info"),
+    (["--agent-listen", "127.0.0.1:99999"], "--agent-listen", "1 to 65535"),
+    (["--agent-listen", "127.0.0.1:0"], "--agent-listen", "1 to 65535"),
+    (["--socket-group", "no-such-group-hodei"], "--socket-group", "not a group"),
+    (["--admin-group", "no-such-group-hodei"], "--admin-group", "not a group"),
+    (["--provider", "podman"], "--provider", "local"),
+] + [
+    ([flag, value], flag, "to")
+    for flag in ("--max-workers", "--min-idle", "--idle-timeout", "--heartbeat-interval", "--heartbeat-timeout",
+                 "--provision-timeout", "--handshake-timeout", "--max-log-bytes", "--max-jobs-per-worker", "--cpus")
+    for value in ("inf", "nan", "1e308", "-1")
+]
+
+
+def _hodeid(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """hodeid with these flags in a fresh dir; a daemon that starts instead of refusing is stopped by the timeout."""
+    cmd = [str(BIN / "hodeid"), "--state-dir", str(root / "state"), "--socket", str(root / "s.sock"), *args]
+    try:
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=8)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"hodeid {' '.join(args)} started instead of refusing: {e.stderr[-300:]!r}") from None
+
+
+def _one_sentence(res: subprocess.CompletedProcess[str], *words: str) -> None:
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and lines[0].startswith("hodeid: "), res.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("args", "flag", "says"), BAD_FLAGS, ids=[" ".join(a) for a, _, _ in BAD_FLAGS])
+def test_bad_flag_values_are_refused_at_start_in_one_sentence(tmp_path: Path, args: list[str], flag: str,
+                                                              says: str) -> None:
+    res = _hodeid(tmp_path, *args)
+    _one_sentence(res, flag, says)
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_socket_paths_over_the_unix_limit_are_refused() -> None:
+    """sockaddr_un holds 107 bytes and a NUL: a longer control socket, or only the agent socket derived
+    beside it, is refused by name instead of failing later (or binding a cut-off path)."""
+    with tempfile.TemporaryDirectory(prefix="h") as short:
+        base = Path(short)
+        too_long = base / ("d" * (110 - len(str(base)))) / "s.sock"
+        _one_sentence(_hodeid(base, "--socket", str(too_long)), "--socket", "107")
+        # the control socket fits (107 bytes), agent/agent.sock beside it does not
+        fits = base / ("d" * (107 - len(str(base)) - len("//s.sock"))) / "s.sock"
+        assert len(str(fits)) == 107
+        _one_sentence(_hodeid(base, "--socket", str(fits)), "--agent-socket", "agent/agent.sock beside it", "107")
+        _one_sentence(_hodeid(base, "--agent-socket", str(too_long)), "--agent-socket", "107")
+
+
+def test_a_config_built_in_code_is_checked_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--heartbeat-interval"):
+        Config(state_dir=tmp_path, socket=tmp_path / "s", heartbeat_interval=0)
+    with pytest.raises(ConfigError, match="--max-workers"):
+        Config(state_dir=tmp_path, socket=tmp_path / "s", max_workers=10**20)
+    assert Config(state_dir=tmp_path, socket=tmp_path / "s").max_workers >= 1
