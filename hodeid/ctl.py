@@ -42,6 +42,7 @@ from hodei.protocol import (
 from hodeid.app import App
 from hodeid.cancel import cancel
 from hodeid.jobs import InvalidSpec, JobNotFound, check_found
+from hodeid.pages import JobPages, chunks
 from hodeid.store import StoredJob
 
 T = TypeVar("T")
@@ -95,19 +96,19 @@ class CtlSession:
                 await send(JobReply(job=job.info, history=events))
             case ListJobs(states=states, limit=limit):
                 owner = None if self.sees_all else self.uid
+                pages = JobPages(self.writer)
                 async for page in app.store.list_jobs(states, limit, owner_uid=owner):
-                    await send(JobsReply(jobs=[j.info for j in page], more=True))
-                await send(JobsReply(jobs=[]))
+                    for job in page:
+                        await pages.add(job.info)
+                await pages.end()
             case CancelJobs(job_ids=ids, grace=grace, wait=wait):
-                await self._jobs(ids)  # unknown (or others') ids fail before anything is cancelled
+                await self._check_all(ids)  # unknown (or others') ids fail before anything is cancelled
                 for job_id in ids:
                     await cancel(app, job_id, grace, "cancelled by user")
-                jobs = await (self._until_gone(app.jobs.wait_all(ids)) if wait else app.jobs.get_many(ids))
-                await send(JobsReply(jobs=[jobs[i].info for i in ids]))
+                await self._until_gone(self._answer(ids, wait))
             case WaitJobs(job_ids=ids):
-                await self._jobs(ids)
-                jobs = await self._until_gone(app.jobs.wait_all(ids))
-                await send(JobsReply(jobs=[jobs[i].info for i in ids]))
+                await self._check_all(ids)
+                await self._until_gone(self._answer(ids, wait=True))
             case ReadLogs():
                 await self._until_gone(self._logs(req))
             case ListWorkers():
@@ -142,6 +143,20 @@ class CtlSession:
         if not self.sees_all:
             check_found(job_ids, {i for i, job in jobs.items() if job.owner_uid == self.uid})
         return jobs
+
+    async def _check_all(self, job_ids: list[int]) -> None:
+        """Raise unless this caller may see every one of these jobs; a chunk of them in memory at a time."""
+        for part in chunks(job_ids):
+            await self._jobs(part)
+
+    async def _answer(self, job_ids: list[int], wait: bool) -> None:
+        """These jobs in the order asked, in pages that fit a frame; with ``wait``, each once it has ended."""
+        pages = JobPages(self.writer)
+        for part in chunks(job_ids):
+            jobs = await (self.app.jobs.wait_all(part) if wait else self.app.jobs.get_many(part))
+            for job_id in part:
+                await pages.add(jobs[job_id].info)
+        await pages.end()
 
     async def _logs(self, req: ReadLogs) -> None:
         """Stream one attempt's output (the latest by default); a follower moves on to a retry's."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import BIN
+from conftest import BIN, Daemon
 
 from hodeid.config import Config, ConfigError
 
@@ -82,3 +83,32 @@ def test_a_config_built_in_code_is_checked_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--max-workers"):
         Config(state_dir=tmp_path, socket=tmp_path / "s", max_workers=10**20)
     assert Config(state_dir=tmp_path, socket=tmp_path / "s").max_workers >= 1
+
+
+def _big_jobs(daemon: Daemon, count: int, size: int = 1_000_000) -> list[int]:
+    """``count`` queued jobs whose commands are ``size`` bytes each (the gate job holds the only worker)."""
+    from hodeictl.client import Client, spec_from_cli
+
+    with Client(daemon.socket) as c:
+        return [c.submit(spec_from_cli([f": {i} " + "x" * size])).id for i in range(count)]
+
+
+def test_replies_over_the_frame_limit_come_in_pages(make_daemon) -> None:
+    """Twelve jobs with 1 MB commands are 12 MB of reply: list, cancel and wait used to fail with "a frame
+    of N bytes is over the 8388608-byte limit"; now each answers in pages and prints every job."""
+    d: Daemon = make_daemon("--max-workers", "1")
+    gate = d.submit("sleep 600")
+    d.wait_state(gate, "running")
+    ids = _big_jobs(d, 12)
+    listed = d.ctl("list", "--limit", "0", "--json")
+    assert [j["id"] for j in json.loads(listed.stdout)] == [gate, *ids]
+    table = d.ctl("list", "--limit", "0").stdout.decode().splitlines()
+    assert len(table) == 1 + 13 and table[-1].startswith(f"{ids[-1]}\t")
+    cancelled = d.ctl("cancel", *map(str, ids))
+    assert cancelled.stdout.decode().splitlines() == [f"{i}\tcancelled\tcancelled by user" for i in ids]
+    waited = d.ctl("wait", "--json", *map(str, ids), check=False)
+    assert waited.returncode == 130  # cancelled, as `wait` says it
+    assert [(j["id"], j["state"]) for j in json.loads(waited.stdout)] == [(i, "cancelled") for i in ids]
+    assert d.job(gate)["state"] == "running"
+    d.ctl("cancel", str(gate))
+    assert d.wait_final(d.submit("true"))["state"] == "succeeded"
