@@ -112,3 +112,28 @@ def test_replies_over_the_frame_limit_come_in_pages(make_daemon) -> None:
     assert d.job(gate)["state"] == "running"
     d.ctl("cancel", str(gate))
     assert d.wait_final(d.submit("true"))["state"] == "succeeded"
+
+
+def test_tail_of_a_job_with_no_output_prints_nothing_and_follows(make_daemon) -> None:
+    """`logs --tail N` of a job that wrote nothing (yet) said "internal error"; now it prints nothing,
+    and with -f it goes on to follow what the job writes later."""
+    from hodei.protocol import LogData
+    from hodeictl.client import Client
+
+    d: Daemon = make_daemon("--max-workers", "1")
+    quiet = d.submit("true")
+    assert d.wait_final(quiet)["state"] == "succeeded"
+    for args in (["--tail", "3"], ["--tail", "0"], ["--tail", "3", "-f"]):
+        res = d.ctl("logs", *args, str(quiet))
+        assert (res.stdout, res.stderr) == (b"", b""), args
+    gate = d.ctl("submit", "--", "sh", "-c", "sleep 600")  # holds the only worker: the next job stays queued
+    queued = d.submit("sleep 1; echo late")
+    assert d.ctl("logs", "--tail", "5", str(queued)).stdout == b""
+    follower = d.popen_ctl("logs", "--tail", "5", "-f", str(queued))
+    d.ctl("cancel", gate.stdout.decode().strip())
+    out, err = follower.communicate(timeout=30)
+    assert (out, err, follower.returncode) == (b"late\n", b"", 0)
+    with Client(d.socket, timeout=10) as c:  # a tail no CLI sends: the whole log, not an internal error
+        for tail in (2**63, 2**64 - 1):
+            assert [m.data for m in c.logs(queued, tail=tail) if isinstance(m, LogData)] == [b"late\n"]
+        assert [m for m in c.logs(quiet, tail=2**63) if isinstance(m, LogData)] == []
