@@ -19,10 +19,11 @@ from typing import Any
 
 import msgspec
 
-from hodei.errors import DaemonNotRunning, ProtocolError, RemoteError
+from hodei.errors import DaemonNotRunning, HodeiError, ProtocolError, RemoteError
 from hodei.frames import body_size, encode_frame
 from hodei.paths import default_socket_path
 from hodei.protocol import (
+    MAX_FRAME,
     PROTOCOL_VERSION,
     AddAgent,
     AgentAdded,
@@ -63,6 +64,12 @@ _reply = msgspec.msgpack.Decoder(CtlReply)
 Page = list[JobInfo]  # one JobsReply's jobs (a name of its own: in Client, `list` is a method)
 Ids = list[int]
 States = list[JobState]
+
+
+class RequestTooLarge(HodeiError):
+    """The request is larger than one message to hodeid may be; nothing of it was sent."""
+
+    exit_code = 2  # the input is at fault, not the daemon
 
 
 class Client:
@@ -113,8 +120,13 @@ class Client:
         if self._sock is None:
             self.connect()
         assert self._sock is not None
+        frame = encode_frame(msg)
+        if len(frame) - 4 > MAX_FRAME:  # hodeid would hang up on it: say why instead of "lost the connection"
+            raise RequestTooLarge(f"this request is {len(frame) - 4:,} bytes, over the {MAX_FRAME:,}-byte limit of"
+                                  " one message to hodeid, so nothing was sent: send less at once (a shorter"
+                                  " command, fewer job ids)")
         try:
-            self._sock.sendall(encode_frame(msg))
+            self._sock.sendall(frame)
         except OSError as e:
             raise DaemonNotRunning(f"lost the connection to hodeid: {e}") from e
 

@@ -137,3 +137,15 @@ def test_tail_of_a_job_with_no_output_prints_nothing_and_follows(make_daemon) ->
         for tail in (2**63, 2**64 - 1):
             assert [m.data for m in c.logs(queued, tail=tail) if isinstance(m, LogData)] == [b"late\n"]
         assert [m for m in c.logs(quiet, tail=2**63) if isinstance(m, LogData)] == []
+
+
+def test_a_request_over_the_frame_limit_is_refused_by_the_client_in_one_sentence(daemon: Daemon, tmp_path) -> None:
+    """An 8 MiB command said "lost the connection" and exited 3, as if hodeid were not running."""
+    big = tmp_path / "big.txt"
+    big.write_text("echo " + "x" * (9 << 20) + "\n")
+    res = daemon.ctl("submit", "--from", str(big), check=False)
+    lines = res.stderr.decode().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("hodeictl: this request is") and "limit" in lines[0] and "nothing was sent" in lines[0]
+    assert daemon.jobs() == [] and daemon.wait_final(daemon.submit("true"))["state"] == "succeeded"
+
