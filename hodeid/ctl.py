@@ -75,9 +75,8 @@ class CtlSession:
                 await self.writer.send(Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
             except OverflowError:
                 await self.writer.send(Error(code=ErrorCode.INVALID, message="a number in the request is out of range"))
-            except sqlite3.OperationalError as e:  # disk full, most likely: say so, keep the connection
-                await self.writer.send(Error(code=ErrorCode.INTERNAL, message=(
-                    f"hodeid cannot use its database ({e}); if the disk is full, free some space and retry")))
+            except sqlite3.OperationalError as e:  # say what went wrong, keep the connection
+                await self.writer.send(Error(code=ErrorCode.INTERNAL, message=database_trouble(e, self.app)))
 
     async def handle(self, req: CtlRequest) -> None:
         app, send = self.app, self.writer.send
@@ -207,6 +206,17 @@ class CtlSession:
             await asyncio.gather(task, return_exceptions=True)
             raise ClientGone()
         return task.result()
+
+
+def database_trouble(e: sqlite3.OperationalError, app: App) -> str:
+    """What a client is told when its request hit a database error: locked, full, or else."""
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (f"hodeid's database {app.config.db_path} is locked by another process ({e}): close whatever"
+                " holds it open (an sqlite3 shell, a backup tool) and retry")
+    if code == sqlite3.SQLITE_FULL:
+        return f"hodeid cannot write its database ({e}): the disk is full; free some space and retry"
+    return f"hodeid cannot use its database ({e}); see its log"
 
 
 def sees_all(app: App, uid: int | None) -> bool:

@@ -149,3 +149,19 @@ def test_a_request_over_the_frame_limit_is_refused_by_the_client_in_one_sentence
     assert lines[0].startswith("hodeictl: this request is") and "limit" in lines[0] and "nothing was sent" in lines[0]
     assert daemon.jobs() == [] and daemon.wait_final(daemon.submit("true"))["state"] == "succeeded"
 
+
+def test_a_locked_database_is_called_locked_not_full(daemon: Daemon) -> None:
+    """A database held locked by another process was reported with "if the disk is full"."""
+    import sqlite3
+
+    holder = sqlite3.connect(daemon.state_dir / "hodei.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # as an sqlite3 shell or a backup tool might
+    try:
+        res = daemon.ctl("submit", "true", check=False)  # hodeid waits out its busy timeout (5 s), then says so
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    lines = res.stderr.decode().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "locked by another process" in lines[0] and "disk is full" not in lines[0]
+    assert daemon.wait_final(daemon.submit("true"))["state"] == "succeeded"
