@@ -4,8 +4,9 @@
     .venv/bin/python bench/cancel_many.py --tree /tmp/old     # the same against another checkout's code
 
 It starts hodeid with --max-workers 1 in a temp dir, holds the only worker with `sleep 600`, queues
-N jobs of `true` through the Client API, then runs `/usr/bin/time -v hodeictl cancel ID...` for all
-N and reports what time(1) says. hodeid and hodeictl both run from --tree (via PYTHONPATH), so a
+N jobs (--command) through the Client API, then runs `/usr/bin/time -v hodeictl cancel ID...` for all
+N and reports what time(1) says. hodeid and hodeictl both run from --tree (PYTHONPATH, and a temp
+dir as the working directory, since `python -m` looks there first), so a
 before/after comparison needs only a copy of the old code (`git archive COMMIT | tar -x -C DIR`).
 """
 
@@ -27,12 +28,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
     p.add_argument("--jobs", type=int, default=100_000)
+    p.add_argument("--command", default="sleep 600; echo a job that is cancelled before it starts",
+                   help="each job's shell line: its length sets the size of the reply")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="hcm"))
     env = {**os.environ, "PYTHONPATH": str(args.tree), "HODEI_SOCKET": str(root / "s.sock")}
     sock = root / "s.sock"
     daemon = subprocess.Popen([sys.executable, "-m", "hodeid", "--state-dir", str(root / "state"), "--socket",
-                               str(sock), "--max-workers", "1", "--log-level", "warning"], env=env,
+                               str(sock), "--max-workers", "1", "--log-level", "warning"], env=env, cwd=root,
                               stderr=open(root / "hodeid.log", "wb"))  # noqa: SIM115 - for as long as it runs
     sys.path.insert(0, str(args.tree))
     from hodeictl.client import Client, spec_from_cli
@@ -46,12 +49,12 @@ def main() -> None:
         with Client(sock) as c:
             gate = c.submit(spec_from_cli(["sleep 600"]))
             started = time.monotonic()
-            spec = spec_from_cli(["true"])
+            spec = spec_from_cli([args.command])
             ids = [j.id for j in c.submit_many(spec for _ in range(args.jobs))]
             queued_s = time.monotonic() - started
         cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "hodeictl", "cancel", *map(str, ids)]
         started = time.monotonic()
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        res = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True, check=False)
         took = time.monotonic() - started
         with open(f"/proc/{daemon.pid}/status") as f:
             hwm = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))  # type: ignore[union-attr]
