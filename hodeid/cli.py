@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import grp
 import logging
 import os
 import sys
@@ -28,6 +29,18 @@ def _positive(kind: type) -> object:
     return parse
 
 
+def _socket_group() -> str | None:
+    """$HODEI_SOCKET_GROUP; else, for root (the system service), the `hodei` group if the box has one."""
+    if (env := os.environ.get("HODEI_SOCKET_GROUP")) is not None:
+        return env or None
+    if os.geteuid() == 0:
+        try:
+            return grp.getgrnam("hodei").gr_name
+        except KeyError:
+            pass
+    return None
+
+
 def parser() -> argparse.ArgumentParser:
     d = Config.__dataclass_fields__
     p = argparse.ArgumentParser(
@@ -39,7 +52,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=None, help="database and logs (env HODEI_STATE_DIR)")
     p.add_argument("--socket", type=Path, default=None, help="control socket (env HODEI_SOCKET)")
     p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
-    p.add_argument("--socket-group", default=os.environ.get("HODEI_SOCKET_GROUP"), help="make the control socket 0660 for this group")
+    p.add_argument("--socket-group", default=_socket_group(),
+                   help="make the control socket 0660 for this group (env HODEI_SOCKET_GROUP; root's default:"
+                        " `hodei` when that group exists; '' for none)")
     p.add_argument("--admin-group", default=os.environ.get("HODEI_ADMIN_GROUP"), help="members see and cancel all jobs")
     p.add_argument("--provider", choices=["local", "docker", "auto"], default=os.environ.get("HODEI_PROVIDER", "local"))
     p.add_argument("--max-workers", type=_positive(int), default=d["max_workers"].default_factory())  # type: ignore[misc]
