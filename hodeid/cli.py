@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import grp
-import logging
 import os
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from hodei import __version__
 from hodei.errors import HodeiError
 from hodei.paths import default_socket, default_state_dir
-from hodeid import loops
+from hodeid import logsetup, loops
 from hodeid.config import Config
 
 
@@ -114,12 +113,7 @@ def main(argv: list[str] | None = None) -> None:
 
         return build_image.main(argv[1:])
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logsetup.configure(args.log_level)
     config = config_from(args)
     from hodeid.server import Server
 
