@@ -278,6 +278,7 @@ def spec_from_cli(
         client_env=dict(os.environ),
         client_cwd=os.getcwd(),
         umask=current_umask(),
+        nofile=os.sysconf("SC_OPEN_MAX"),  # the soft RLIMIT_NOFILE, without importing resource
     )
 
 
