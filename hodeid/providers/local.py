@@ -11,6 +11,7 @@ import signal
 import sys
 
 from hodeid.config import Config
+from hodeid.providers.scope import Scopes
 
 # What of hodeid's environment an agent gets: how to run Python and speak, nothing else.
 AGENT_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH"})
@@ -22,6 +23,7 @@ class LocalProvider:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._scopes = Scopes()  # under systemd, each agent in a scope of its own
 
     async def start(self, worker_id: str, token: str, image: str) -> str:
         # Not hodeid's environment: it may hold secrets, and nothing of it is the jobs' business.
@@ -35,6 +37,7 @@ class LocalProvider:
         self.config.worker_log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.config.worker_log_dir / f"{worker_id}.log", "ab") as out:
             proc = await asyncio.create_subprocess_exec(
+                *await self._scopes.prefix(worker_id),
                 sys.executable,
                 "-m",
                 "hodei_agent",
