@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -114,3 +115,13 @@ def test_log_lines_carry_their_priority_when_stderr_is_the_journal(make_daemon) 
     assert any(line.startswith("<6>hodeid: hodeid ready: socket ") for line in lines), lines
     assert any(line.startswith("<4>hodeid.workers: worker ") and " lost: " in line for line in lines), lines
     assert all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines
+
+
+def test_every_line_of_a_journal_record_carries_its_priority() -> None:
+    """A record of several lines (a traceback) is one priority throughout, not info after its first line."""
+    from hodeid.logsetup import JournalFormatter
+
+    record = logging.LogRecord("hodeid.workers", logging.ERROR, __file__, 1, "failed:\nTraceback\n  line", None, None)
+    assert JournalFormatter().format(record) == "<3>hodeid.workers: failed:\n<3>Traceback\n<3>  line"
+    record.levelno = logging.DEBUG
+    assert JournalFormatter().format(record).startswith("<7>")
