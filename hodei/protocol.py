@@ -295,6 +295,7 @@ class Accept(Message):
     job_id: int
     pid: int
     started_at: float
+    pid_start: str = ""  # the stamp of the process ``pid`` (hodei.procs): proof it is the job's, later
 
 
 class Reject(Message):
@@ -321,6 +322,7 @@ class Exited(Message):
     # Set when the job ended before its Accept was sent (the agent sends none for jobs that end at once).
     started_at: float | None = None
     pid: int | None = None
+    pid_start: str = ""
 
 
 class Ready(Message):
@@ -333,6 +335,7 @@ class Ready(Message):
     running: bool = False
     pid: int | None = None  # the job's process group, so hodeid can kill it even if the Accept was lost
     started_at: float = 0.0
+    pid_start: str = ""
 
 
 class Assign(Message):

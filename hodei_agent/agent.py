@@ -44,6 +44,7 @@ from hodei_agent.outbox import Outbox
 
 log = logging.getLogger("hodei-agent")
 ACCEPT_AFTER = 0.005  # seconds a job runs before its start is reported on its own (see _handle, Assign)
+HOLD_RETRY = 1.0  # seconds between tries to keep output that found no room, if no Ack comes meanwhile
 
 
 @dataclass
@@ -127,7 +128,8 @@ class Agent:
                 self.cfg.token = reply.token
             job = self.job
             writer.write(Ready(job_id=self.job_id, running=job is not None and self.exited is None,
-                               pid=job.pid if job is not None else None, started_at=self.started_at))
+                               pid=job.pid if job is not None else None, started_at=self.started_at,
+                               pid_start=job.pid_start if job is not None else ""))
             # Resend whatever hodeid may not have stored (it skips duplicates), including what the job
             # writes meanwhile; no await between the last check and taking the connection into use.
             sent = 0
@@ -170,7 +172,7 @@ class Agent:
                 # Most jobs seen at a high rate end within milliseconds: for those the start travels
                 # with the exit, one message and one database write instead of two of each.
                 self._accept_later = asyncio.get_running_loop().call_later(
-                    ACCEPT_AFTER, self._accept, assignment.job_id, job.pid)
+                    ACCEPT_AFTER, self._accept, assignment.job_id, job)
                 self._job_task = asyncio.ensure_future(self._supervise(job))
             case Cancel(job_id=job_id, grace=grace, reason=reason):
                 if self.job is not None and job_id == self.job_id:
@@ -208,25 +210,45 @@ class Agent:
         self._finish(Exited(job_id=job.a.job_id, exit_code=result.exit_code, signal=result.signal,
                             last_seq=self.seq, finished_at=time.time(), outcome=result.outcome, reason=result.reason))
 
-    def _accept(self, job_id: int, pid: int) -> None:
+    def _accept(self, job_id: int, job: JobProcess) -> None:
         self._accept_later = None
-        self._send(Accept(job_id=job_id, pid=pid, started_at=self.started_at))
+        self._send(Accept(job_id=job_id, pid=job.pid, started_at=self.started_at, pid_start=job.pid_start))
 
     def _finish(self, exited: Exited) -> None:
         if self._accept_later is not None:  # ended before its Accept went out: the exit carries the start
             self._accept_later.cancel()
             self._accept_later = None
             if self.job is not None:
-                exited = msgspec.structs.replace(exited, started_at=self.started_at, pid=self.job.pid)
+                exited = msgspec.structs.replace(exited, started_at=self.started_at, pid=self.job.pid,
+                                                 pid_start=self.job.pid_start)
         self.exited = exited
         self._send(exited)
 
     async def _emit(self, stream: Stream, data: bytes) -> None:
-        await self.room.wait()
-        assert self.job_id is not None
-        self.seq += 1
-        msg = Output(job_id=self.job_id, seq=self.seq, stream=stream, ts=time.time(), data=data)
-        self.outbox.add(msg)
+        """Keep a chunk of the job's output, then send it. A chunk takes its sequence number only once
+        it is kept; until it can be (the spool's filesystem is full), the job's pipes are not read."""
+        held_since = None
+        while True:
+            await self.room.wait()
+            assert self.job_id is not None
+            msg = Output(job_id=self.job_id, seq=self.seq + 1, stream=stream, ts=time.time(), data=data)
+            try:
+                self.outbox.add(msg)
+                break
+            except OSError as e:
+                if held_since is None:
+                    held_since = time.monotonic()
+                    log.warning("job %s: no room to keep its output (%s); holding it, and not reading the job's"
+                                " pipes, until hodeid acknowledges some", self.job_id, e.strerror or e)
+                self.room.clear()  # an Ack sets it again; so does the timeout, in case space returns otherwise
+                try:
+                    await asyncio.wait_for(self.room.wait(), HOLD_RETRY)
+                except TimeoutError:
+                    if not self.outbox.full:
+                        self.room.set()
+        if held_since is not None:
+            log.info("job %s: its output is kept again, after %.1fs held", self.job_id, time.monotonic() - held_since)
+        self.seq = msg.seq
         if self.outbox.full:
             self.room.clear()
         writer = self.writer

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hodei import procs
 from hodei.protocol import Assignment, Stream
 from hodei_agent import limits
 
@@ -117,8 +118,9 @@ class _EnterAsUser:
         return int.from_bytes(self.failed[:4], "little")
 
 
-async def _exit_of(proc: subprocess.Popen[bytes]) -> int:
-    """Wait for the process without blocking the loop: its pidfd becomes readable when it exits."""
+async def _exit_of(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the process to exit, without blocking the loop and without reaping it: its pidfd
+    becomes readable when it exits. Until it is reaped, its pid (its group's id) is no one else's."""
     loop = asyncio.get_running_loop()
     fd = os.pidfd_open(proc.pid)
     exited = loop.create_future()
@@ -128,7 +130,6 @@ async def _exit_of(proc: subprocess.Popen[bytes]) -> int:
     finally:
         loop.remove_reader(fd)
         os.close(fd)
-    return proc.wait()
 
 
 class SpawnFailed(Exception):
@@ -151,6 +152,10 @@ class JobProcess:
         self.outcome = ""  # set by cancel or timeout: the reason we signalled it
         self.reason = ""
         self._killer: asyncio.TimerHandle | None = None
+        self.pid_start = ""  # the stamp of the job's process (hodei.procs), read before anything reaps it
+        self._emitting = 0  # pumps handing a chunk over (which waits while the agent has no room for it)
+        self.lost_bytes = 0  # output that could not be kept at all
+        self.lost_error = ""
 
     @property
     def pid(self) -> int:
@@ -200,6 +205,7 @@ class JobProcess:
             if self.proc is None:
                 os.close(out_r)
                 os.close(err_r)
+        self.pid_start = procs.stamp(self.pid)
         self.stdout = await _reader(out_r)
         self.stderr = await _reader(err_r)
 
@@ -216,27 +222,42 @@ class JobProcess:
             timer = asyncio.get_running_loop().call_later(
                 self.a.timeout, self.terminate, self.a.grace, "timed_out", f"timed out after {self.a.timeout:g}s"
             )
-        rc = await _exit_of(proc)
+        await _exit_of(proc)
         if timer:
             timer.cancel()
-        self._signal_group(signal.SIGKILL)  # the job is over: nothing of it outlives it
+        self._signal_group(signal.SIGKILL)  # the job is over: nothing of it outlives it (before the reap,
+        rc = proc.wait()                     # which would free its pid, and so its group's id, for others)
         if self._killer:
             self._killer.cancel()
-        done, pending = await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT)
+        # Drain the pipes: without a deadline while a chunk waits for room (it is the job's output),
+        # else for DRAIN_AFTER_EXIT only (an escaped process may hold a pipe open for ever).
+        _, pending = await asyncio.wait(pumps, timeout=DRAIN_AFTER_EXIT)
+        while pending and self._emitting:
+            _, pending = await asyncio.wait(pending, timeout=DRAIN_AFTER_EXIT)
         for p in pending:
             p.cancel()
-        for p in done:
-            p.result()
+        for p in pumps:
+            if p not in pending:
+                p.result()
+        reason = self.reason
+        if self.lost_bytes:
+            lost = f"{self.lost_bytes} bytes of output were lost: {self.lost_error}"
+            reason = f"{reason}; {lost}" if reason else lost
         if rc < 0:
-            return Result(None, -rc, self.outcome, self.reason)
-        return Result(rc, None, self.outcome, self.reason)
+            return Result(None, -rc, self.outcome, reason)
+        return Result(rc, None, self.outcome, reason)
 
     async def _pump(self, pipe: asyncio.StreamReader, stream: Stream) -> None:
         while data := await pipe.read(CHUNK):
+            self._emitting += 1
             try:
                 await self.emit(stream, data)
-            except Exception:  # never stop reading: a job blocked on a full pipe would hang forever
+            except Exception as e:  # never stop reading: a job blocked on a full pipe would hang forever
                 log.exception("could not forward %d bytes of job %s output", len(data), self.a.job_id)
+                self.lost_bytes += len(data)  # said in the job's end reason: never a silent gap
+                self.lost_error = self.lost_error or str(e) or type(e).__name__
+            finally:
+                self._emitting -= 1
 
     def terminate(self, grace: float, outcome: str, reason: str) -> None:
         """SIGTERM to the whole process group now, SIGKILL after ``grace`` seconds."""

@@ -1,13 +1,15 @@
 """Output the daemon has not acknowledged yet: in memory while small, then in a spool file.
 
 While hodeid is away (a restart), a chatty job keeps running: its output goes to the spool file in
-the worker, and is resent from there once hodeid is back. Only past ``disk_limit`` is the job paused
-(the agent stops reading its pipes).
+the worker, and is resent from there once hodeid is back. Only past ``disk_limit``, or when the
+spool's filesystem is full, is the job paused (the agent stops reading its pipes): ``add`` either
+keeps a chunk whole or raises and keeps nothing of it.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import tempfile
 
@@ -43,19 +45,30 @@ class Outbox:
         return len(self._entries)
 
     def add(self, msg: Output) -> None:
+        """Keep ``msg`` until acknowledged; OSError (ENOSPC, say) when it cannot be kept, and then
+        nothing of it is: the caller holds it and tries again once acknowledgements free room."""
         size = len(msg.data)
-        self.bytes += size
         if self.in_memory + size <= self.memory_limit:
             self._entries.append(msg)
             self.in_memory += size
-            return
+        else:
+            self._write_spool(msg.data)
+            self._entries.append(_Spilled(msg, self._spool_end))
+            self._spool_end += size
+        self.bytes += size
+
+    def _write_spool(self, data: bytes) -> None:
+        """Write ``data`` whole at the spool's end, or raise OSError (the end does not move)."""
         if self._spool is None:
             fd, path = tempfile.mkstemp(prefix="hodei-agent-spool-")
             os.unlink(path)  # nobody else needs its name; it goes away with us
             self._spool, self._spool_end = fd, 0
-        os.pwrite(self._spool, msg.data, self._spool_end)
-        self._entries.append(_Spilled(msg, self._spool_end))
-        self._spool_end += size
+        view, done = memoryview(data), 0
+        while done < len(data):  # a full filesystem may take part of a write without an error
+            n = os.pwrite(self._spool, view[done:], self._spool_end + done)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            done += n
 
     def ack(self, seq: int) -> None:
         """Forget everything up to ``seq``: hodeid has it stored."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -171,25 +171,34 @@ def cancel(
     ids = [job_id(j) for j in jobs]
     if grace is not None and grace < 0:
         fail("--grace must be zero or a positive number of seconds")
-    done = run(lambda c: c.cancel(ids, grace=grace, wait=not no_wait))
-    _print_states(done, json)
+    run(lambda c: _print_states(c.cancel_pages(ids, grace=grace, wait=not no_wait), json))
 
 
 @app.command()
 def wait(jobs: Annotated[list[str], typer.Argument(help="job ids", show_default=False)], json: JsonOpt = False) -> None:
     """Wait for jobs to finish. Exit status: the first failing job's (see --help of hodeictl)."""
     ids = [job_id(j) for j in jobs]
-    done = run(lambda c: c.wait(ids))
-    _print_states(done, json)
-    raise typer.Exit(next((s for s in map(render.exit_status, done) if s), 0))
+    raise typer.Exit(run(lambda c: _print_states(c.wait_pages(ids), json)))
 
 
-def _print_states(jobs: list[JobInfo], json: bool) -> None:
+def _print_states(pages: Iterable[list[JobInfo]], json: bool) -> int:
+    """Print each job as its page arrives; returns the first failing job's exit status (0: none failed)."""
+    status = 0
+
+    def each() -> Iterator[JobInfo]:
+        nonlocal status
+        for page in pages:
+            for j in page:
+                status = status or render.exit_status(j)
+                yield j
+            sys.stdout.flush()
+
     if json:
-        print(render.to_json(jobs))
-        return
-    for j in jobs:
+        render.json_array(each())
+        return status
+    for j in each():
         print(f"{j.id}\t{j.state}" + (f"\t{j.reason}" if j.reason else ""))
+    return status
 
 
 @app.command("list")
@@ -207,8 +216,12 @@ def list_(
             fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
     if not 0 <= limit < 2**31:
         fail("--limit takes a number, zero or more")
-    jobs = run(lambda c: c.list(states, limit))
-    print(render.to_json(jobs)) if json else render.jobs_table(jobs)
+
+    def show(c: Client) -> None:
+        jobs = (job for page in c.list_pages(states, limit) for job in page)
+        render.json_array(jobs) if json else render.jobs_table(jobs)
+
+    run(show)
 
 
 app.command("ls", help="List jobs (same as list).")(list_)

@@ -19,10 +19,11 @@ from typing import Any
 
 import msgspec
 
-from hodei.errors import DaemonNotRunning, NoAccess, ProtocolError, RemoteError
+from hodei.errors import DaemonNotRunning, HodeiError, NoAccess, ProtocolError, RemoteError
 from hodei.frames import body_size, encode_frame
 from hodei.paths import client_socket_paths
 from hodei.protocol import (
+    MAX_FRAME,
     PROTOCOL_VERSION,
     AddAgent,
     AgentAdded,
@@ -60,6 +61,15 @@ BATCH_BYTES = 4 << 20  # and at most this much spec in one, half the frame limit
 _spec_encoder = msgspec.msgpack.Encoder()
 _handshake = msgspec.msgpack.Decoder(HandshakeReply)
 _reply = msgspec.msgpack.Decoder(CtlReply)
+Page = list[JobInfo]  # one JobsReply's jobs (a name of its own: in Client, `list` is a method)
+Ids = list[int]
+States = list[JobState]
+
+
+class RequestTooLarge(HodeiError):
+    """The request is larger than one message to hodeid may be; nothing of it was sent."""
+
+    exit_code = 2  # the input is at fault, not the daemon
 
 
 class Client:
@@ -117,8 +127,13 @@ class Client:
         if self._sock is None:
             self.connect()
         assert self._sock is not None
+        frame = encode_frame(msg)
+        if len(frame) - 4 > MAX_FRAME:  # hodeid would hang up on it: say why instead of "lost the connection"
+            raise RequestTooLarge(f"this request is {len(frame) - 4:,} bytes, over the {MAX_FRAME:,}-byte limit of"
+                                  " one message to hodeid, so nothing was sent: send less at once (a shorter"
+                                  " command, fewer job ids)")
         try:
-            self._sock.sendall(encode_frame(msg))
+            self._sock.sendall(frame)
         except OSError as e:
             raise DaemonNotRunning(f"lost the connection to hodeid: {e}") from e
 
@@ -188,21 +203,35 @@ class Client:
         reply: JobReply = self.request(GetJob(job_id=job_id, history=True))
         return reply.job, reply.history
 
-    def list(self, states: list[JobState] | None = None, limit: int = 0) -> list[JobInfo]:
-        reply: JobsReply = self.request(ListJobs(states=states or [], limit=limit))
-        jobs = list(reply.jobs)
-        while reply.more:
-            reply = self._read()
-            jobs.extend(reply.jobs)
-        return jobs
+    def list(self, states: States | None = None, limit: int = 0) -> Page:
+        return [job for page in self.list_pages(states, limit) for job in page]
 
-    def cancel(self, job_ids: list[int], grace: float | None = None, wait: bool = True) -> list[JobInfo]:
-        reply: JobsReply = self.request(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))
-        return reply.jobs
+    def cancel(self, job_ids: Ids, grace: float | None = None, wait: bool = True) -> Page:
+        return [job for page in self.cancel_pages(job_ids, grace, wait) for job in page]
 
-    def wait(self, job_ids: list[int]) -> list[JobInfo]:
-        reply: JobsReply = self.request(WaitJobs(job_ids=job_ids))
-        return reply.jobs
+    def wait(self, job_ids: Ids) -> Page:
+        return [job for page in self.wait_pages(job_ids) for job in page]
+
+    # The same answers a page at a time, as they arrive, for callers that print as they go. Read each
+    # to its end before the next request: the rest of its pages would come first.
+
+    def list_pages(self, states: States | None = None, limit: int = 0) -> Iterator[Page]:
+        return self._pages(ListJobs(states=states or [], limit=limit))
+
+    def cancel_pages(self, job_ids: Ids, grace: float | None = None, wait: bool = True) -> Iterator[Page]:
+        return self._pages(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))
+
+    def wait_pages(self, job_ids: Ids) -> Iterator[Page]:
+        return self._pages(WaitJobs(job_ids=job_ids))
+
+    def _pages(self, msg: Any) -> Iterator[Page]:
+        """Send a request that JobsReply pages answer (the last has more=False); yield each page's jobs."""
+        self._send(msg)
+        while True:
+            reply: JobsReply = self._read()
+            yield reply.jobs
+            if not reply.more:
+                return
 
     def add_agent(self, pool: str = "") -> AgentAdded:
         reply: AgentAdded = self.request(AddAgent(pool=pool))

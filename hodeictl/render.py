@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -37,6 +37,15 @@ def exit_status(job: JobInfo) -> int:
 
 def to_json(obj: Any) -> str:
     return msgspec.json.encode(obj).decode()
+
+
+def json_array(items: Iterable[Any]) -> None:
+    """Print a JSON array an item at a time, as the items arrive: the same text as to_json of the list."""
+    out = sys.stdout
+    out.write("[")
+    for n, item in enumerate(items):
+        out.write("," + to_json(item) if n else to_json(item))
+    out.write("]\n")
 
 
 def command_text(job: JobInfo) -> str:
@@ -73,7 +82,8 @@ def result(job: JobInfo) -> str:
     return "-" if job.exit_code is None else str(job.exit_code)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "") -> None:
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], title: str = "") -> None:
+    """A rich table on a terminal (it needs every row first); in a pipe, each row as it comes."""
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -88,14 +98,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = ""
         print("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
 
 
-def jobs_table(jobs: list[JobInfo]) -> None:
+def jobs_table(jobs: Iterable[JobInfo]) -> None:
     table(
         ["ID", "STATE", "NAME", "COMMAND", "EXIT", "CREATED", "DURATION", "WORKER"],
-        [
+        (
             [str(j.id), str(j.state), j.name or "-", _short(command_text(j)), result(j), ago(j.created_at),
              duration(j), j.worker_id or "-"]
             for j in jobs
-        ],
+        ),
     )
 
 

@@ -81,10 +81,10 @@ class AgentSession:
                     self._ack(job_id, seq)
             case Ready() as ready:
                 await self._ready(ready)
-            case Accept(job_id=job_id, pid=pid, started_at=started_at):
+            case Accept(job_id=job_id, pid=pid, started_at=started_at, pid_start=pid_start):
                 if self._owns(job_id, "a start"):
-                    worker.job_pid = pid
-                    await app.jobs.started(job_id, started_at, pid)
+                    worker.job_pid, worker.job_pid_start = pid, pid_start
+                    await app.jobs.started(job_id, started_at, pid, pid_start)
             case Reject(job_id=job_id, reason=reason):
                 if self._owns(job_id, "a rejection"):
                     worker.release()
@@ -127,12 +127,13 @@ class AgentSession:
             await app.pool.set_state(worker, WorkerState.BUSY)
             return
         worker.hold(job)
-        worker.job_pid = ready.pid or job.pid
+        if ready.pid:
+            worker.job_pid, worker.job_pid_start = ready.pid, ready.pid_start
         await app.pool.set_state(worker, WorkerState.BUSY)
         # Tell the agent what is stored, so it resends the rest and nothing twice.
         worker.send(Ack(job_id=job_id, seq=app.logs.last_seq(job_id, worker.job_attempt)))
         if job.info.state is JobState.ASSIGNED and (ready.running or ready.started_at):
-            await app.jobs.started(job_id, ready.started_at or time.time(), worker.job_pid)
+            await app.jobs.started(job_id, ready.started_at or time.time(), worker.job_pid, worker.job_pid_start)
         if job_id in app.jobs.cancel_reasons:
             worker.send(Cancel(job_id=job_id, grace=job.info.grace, reason=app.jobs.cancel_reasons[job_id]))
 
@@ -147,13 +148,14 @@ class AgentSession:
             return
         job = worker.job  # the attempt as assigned (or recovered): its spec and attempt are what finishing needs
         assert job is not None  # _owns: it holds this job
-        start = {"started_at": msg.started_at, "pid": msg.pid} if msg.started_at is not None else {}  # no Accept
+        start = ({"started_at": msg.started_at, "pid": msg.pid, "pid_start": msg.pid_start}
+                 if msg.started_at is not None else {})  # no Accept
         limit = app.config.max_jobs_per_worker
         last = bool(limit) and worker.jobs_run + 1 >= limit
         # Finish this job and take the worker's next one together: the two statements run back to back
         # in the database thread instead of one round trip after the other.
         finished, taken = await asyncio.gather(
-            app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason, **start),
+            app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason, msg.finished_at, **start),
             asyncio.sleep(0) if last else app.scheduler.take_for(worker),
             return_exceptions=True,
         )

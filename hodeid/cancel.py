@@ -48,7 +48,7 @@ async def _watchdog(app: App, job_id: int, grace: float, reason: str) -> None:
     log.warning("the agent of job %s did not stop it within %.0fs; killing its worker", job_id, grace + AGENT_SLACK)
     if worker is not None:  # kill first, then say cancelled: never the other way round
         if worker.job_pid is not None and worker.provider == app.provider.name:  # never a remote host's pid here
-            await app.provider.kill_job(worker.handle, worker.job_pid)
+            await app.provider.kill_job(worker.handle, worker.job_pid, worker.job_pid_start)
         worker.release()
         await app.pool.lose(worker, "it did not answer a cancel")
     await app.jobs.try_move(

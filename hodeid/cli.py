@@ -7,23 +7,23 @@ import grp
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from hodei import __version__
 from hodei.errors import HodeiError
 from hodei.paths import default_socket, default_state_dir
 from hodeid import logsetup, loops
-from hodeid.config import Config
+from hodeid.config import LIMITS, LOG_LEVELS, PROVIDERS, SOCKET_PATH_MAX, Config, ConfigError, describe
 
 
-def _positive(kind: type) -> object:
+def _number(kind: type, flag: str) -> object:
+    """A number as typed; its range is checked with the rest of the settings (hodeid.config.check)."""
     def parse(text: str) -> object:
         try:
-            value = kind(text)
+            return kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{text} is negative")
-        return value
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}: it takes {describe(flag)}") from None
 
     return parse
 
@@ -40,42 +40,58 @@ def _socket_group() -> str | None:
     return None
 
 
+_NUMBERS = {  # the number flags and their help; hodeid.config.LIMITS has their ranges
+    "--max-workers": "workers at once (default: the number of CPUs)",
+    "--min-idle": "idle workers kept ready, at most --max-workers",
+    "--idle-timeout": "seconds before an idle worker is stopped",
+    "--heartbeat-interval": "seconds between an agent's heartbeats",
+    "--heartbeat-timeout": "seconds of silence before a worker is lost, at least twice the interval",
+    "--provision-timeout": "seconds a new worker has to register",
+    "--handshake-timeout": "drop a connection that sends no hello within this many seconds",
+    "--max-log-bytes": "output kept per job (default 1 GiB; 0: no limit); past it a marker, the job runs on",
+    "--max-jobs-per-worker": "retire a worker after N jobs (0: never)",
+    "--cpus": "docker CPU limit per worker (0: none)",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line, as hodeid's other refusals: `hodeid: ...`, exit status 2."""
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     d = Config.__dataclass_fields__
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="hodeid",
         description="The hodei daemon: runs the job queue and its workers.",
         epilog="`hodeid build-image --help`: build the Docker worker image.",
     )
     p.add_argument("--version", action="version", version=f"hodeid {__version__}")
     p.add_argument("--state-dir", type=Path, default=None, help="database and logs (env HODEI_STATE_DIR)")
-    p.add_argument("--socket", type=Path, default=None, help="control socket (env HODEI_SOCKET)")
+    p.add_argument("--socket", type=Path, default=None,
+                   help=f"control socket (env HODEI_SOCKET); its path and agent/agent.sock beside it"
+                   f" take at most {SOCKET_PATH_MAX} bytes")
     p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
     p.add_argument("--socket-group", default=_socket_group(),
                    help="make the control socket 0660 for this group (env HODEI_SOCKET_GROUP; root's default:"
                         " `hodei` when that group exists; '' for none)")
     p.add_argument("--admin-group", default=os.environ.get("HODEI_ADMIN_GROUP"), help="members see and cancel all jobs")
-    p.add_argument("--provider", choices=["local", "docker", "auto"], default=os.environ.get("HODEI_PROVIDER", "local"))
-    p.add_argument("--max-workers", type=_positive(int), default=d["max_workers"].default_factory())  # type: ignore[misc]
-    p.add_argument("--min-idle", type=_positive(int), default=0)
-    p.add_argument("--idle-timeout", type=_positive(float), default=d["idle_timeout"].default, help="seconds")
-    p.add_argument("--heartbeat-interval", type=_positive(float), default=d["heartbeat_interval"].default)
-    p.add_argument("--heartbeat-timeout", type=_positive(float), default=d["heartbeat_timeout"].default)
-    p.add_argument("--provision-timeout", type=_positive(float), default=d["provision_timeout"].default)
-    p.add_argument("--handshake-timeout", type=_positive(float), default=d["handshake_timeout"].default,
-                   help="drop a connection that sends no hello within this many seconds")
-    p.add_argument("--max-log-bytes", type=_positive(int), default=d["max_log_bytes"].default,
-                   help="output kept per job (default 1 GiB; 0: no limit); past it a marker, the job runs on")
-    p.add_argument("--max-jobs-per-worker", type=_positive(int), default=0, help="retire a worker after N jobs (0: never)")
+    p.add_argument("--provider", choices=PROVIDERS, default=os.environ.get("HODEI_PROVIDER", "local"))
+    for flag, text in _NUMBERS.items():
+        name = LIMITS[flag][0]
+        kind = int if d[name].type == "int" else float
+        default = d[name].default_factory() if name == "max_workers" else d[name].default  # type: ignore[misc]
+        p.add_argument(flag, type=_number(kind, flag), default=default, help=f"{text}; {describe(flag)}")
     p.add_argument("--agent-listen", default=os.environ.get("HODEI_AGENT_LISTEN", ""), metavar="HOST:PORT",
-                   help="also accept agents over TCP here (off by default; register them with `hodeictl agents add`)")
+                   help="also accept agents over TCP here, port 1 to 65535 (off by default;"
+                   " register them with `hodeictl agents add`)")
     p.add_argument("--tls-cert", type=Path, default=None, help="certificate (PEM) for --agent-listen")
     p.add_argument("--tls-key", type=Path, default=None, help="private key (PEM) for --agent-listen")
     p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default), help="docker worker image")
     p.add_argument("--network", default="", help="docker network mode for workers (default: the engine's)")
-    p.add_argument("--cpus", type=_positive(float), default=0.0, help="docker CPU limit per worker")
     p.add_argument("--memory", default="", help="docker memory limit per worker, e.g. 2g")
-    p.add_argument("--log-level", default=os.environ.get("HODEI_LOG_LEVEL", "info"))
+    p.add_argument("--log-level", default=os.environ.get("HODEI_LOG_LEVEL", "info"), help=", ".join(LOG_LEVELS))
     return p
 
 
@@ -87,7 +103,7 @@ def config_from(args: argparse.Namespace) -> Config:
         socket_group=args.socket_group,
         admin_group=args.admin_group,
         provider=args.provider,
-        max_workers=max(1, args.max_workers),
+        max_workers=args.max_workers,
         min_idle=args.min_idle,
         idle_timeout=args.idle_timeout,
         heartbeat_interval=args.heartbeat_interval,
@@ -103,6 +119,7 @@ def config_from(args: argparse.Namespace) -> Config:
         network=args.network,
         cpus=args.cpus,
         memory=args.memory,
+        log_level=args.log_level,
     )
 
 
@@ -113,8 +130,12 @@ def main(argv: list[str] | None = None) -> None:
 
         return build_image.main(argv[1:])
     args = parser().parse_args(argv)
-    logsetup.configure(args.log_level)
-    config = config_from(args)
+    try:
+        config = config_from(args)
+    except ConfigError as e:
+        print(f"hodeid: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    logsetup.configure(config.log_level)
     from hodeid.server import Server
 
     try:

@@ -42,6 +42,7 @@ from hodei.protocol import (
 from hodeid.app import App
 from hodeid.cancel import cancel
 from hodeid.jobs import InvalidSpec, JobNotFound, check_found
+from hodeid.pages import JobPages, chunks
 from hodeid.store import StoredJob
 
 T = TypeVar("T")
@@ -74,9 +75,8 @@ class CtlSession:
                 await self.writer.send(Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
             except OverflowError:
                 await self.writer.send(Error(code=ErrorCode.INVALID, message="a number in the request is out of range"))
-            except sqlite3.OperationalError as e:  # disk full, most likely: say so, keep the connection
-                await self.writer.send(Error(code=ErrorCode.INTERNAL, message=(
-                    f"hodeid cannot use its database ({e}); if the disk is full, free some space and retry")))
+            except sqlite3.OperationalError as e:  # say what went wrong, keep the connection
+                await self.writer.send(Error(code=ErrorCode.INTERNAL, message=database_trouble(e, self.app)))
 
     async def handle(self, req: CtlRequest) -> None:
         app, send = self.app, self.writer.send
@@ -95,19 +95,19 @@ class CtlSession:
                 await send(JobReply(job=job.info, history=events))
             case ListJobs(states=states, limit=limit):
                 owner = None if self.sees_all else self.uid
+                pages = JobPages(self.writer)
                 async for page in app.store.list_jobs(states, limit, owner_uid=owner):
-                    await send(JobsReply(jobs=[j.info for j in page], more=True))
-                await send(JobsReply(jobs=[]))
+                    for job in page:
+                        await pages.add(job.info)
+                await pages.end()
             case CancelJobs(job_ids=ids, grace=grace, wait=wait):
-                await self._jobs(ids)  # unknown (or others') ids fail before anything is cancelled
+                await self._check_all(ids)  # unknown (or others') ids fail before anything is cancelled
                 for job_id in ids:
                     await cancel(app, job_id, grace, "cancelled by user")
-                jobs = await (self._until_gone(app.jobs.wait_all(ids)) if wait else app.jobs.get_many(ids))
-                await send(JobsReply(jobs=[jobs[i].info for i in ids]))
+                await self._until_gone(self._answer(ids, wait))
             case WaitJobs(job_ids=ids):
-                await self._jobs(ids)
-                jobs = await self._until_gone(app.jobs.wait_all(ids))
-                await send(JobsReply(jobs=[jobs[i].info for i in ids]))
+                await self._check_all(ids)
+                await self._until_gone(self._answer(ids, wait=True))
             case ReadLogs():
                 await self._until_gone(self._logs(req))
             case ListWorkers():
@@ -144,6 +144,20 @@ class CtlSession:
         if not self.sees_all:
             check_found(job_ids, {i for i, job in jobs.items() if job.owner_uid == self.uid})
         return jobs
+
+    async def _check_all(self, job_ids: list[int]) -> None:
+        """Raise unless this caller may see every one of these jobs; a chunk of them in memory at a time."""
+        for part in chunks(job_ids):
+            await self._jobs(part)
+
+    async def _answer(self, job_ids: list[int], wait: bool) -> None:
+        """These jobs in the order asked, in pages that fit a frame; with ``wait``, each once it has ended."""
+        pages = JobPages(self.writer)
+        for part in chunks(job_ids):
+            jobs = await (self.app.jobs.wait_all(part) if wait else self.app.jobs.get_many(part))
+            for job_id in part:
+                await pages.add(jobs[job_id].info)
+        await pages.end()
 
     async def _logs(self, req: ReadLogs) -> None:
         """Stream one attempt's output (the latest by default); a follower moves on to a retry's."""
@@ -194,6 +208,17 @@ class CtlSession:
             await asyncio.gather(task, return_exceptions=True)
             raise ClientGone()
         return task.result()
+
+
+def database_trouble(e: sqlite3.OperationalError, app: App) -> str:
+    """What a client is told when its request hit a database error: locked, full, or else."""
+    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (f"hodeid's database {app.config.db_path} is locked by another process ({e}): close whatever"
+                " holds it open (an sqlite3 shell, a backup tool) and retry")
+    if code == sqlite3.SQLITE_FULL:
+        return f"hodeid cannot write its database ({e}): the disk is full; free some space and retry"
+    return f"hodeid cannot use its database ({e}); see its log"
 
 
 def sees_all(app: App, uid: int | None) -> bool:

@@ -147,7 +147,8 @@ class Jobs:
         return job
 
     async def move(self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any) -> StoredJob:
-        """The one way a job changes state: a guarded update, then wake whoever watches the job."""
+        """The one way a job changes state: a guarded update, then wake whoever watches the job. A final
+        state without a ``finished_at`` (lost, or cancelled by hodeid itself) ends now, by hodeid's clock."""
         if to in FINAL_STATES:
             fields.setdefault("finished_at", time.time())
         job = await self.store.transition(job_id, allowed, to, **fields)
@@ -170,17 +171,21 @@ class Jobs:
             log.info("%s", e)
             return None
 
-    async def started(self, job_id: int, started_at: float, pid: int | None) -> StoredJob | None:
-        return await self.try_move(job_id, (A,), R, started_at=started_at, pid=pid)
+    async def started(self, job_id: int, started_at: float, pid: int | None, pid_start: str = "") -> StoredJob | None:
+        return await self.try_move(job_id, (A,), R, started_at=started_at, pid=pid, pid_start=pid_start)
 
     async def finished(
-        self, job: StoredJob, exit_code: int | None, signal: int | None, outcome: str, reason: str, **start: Any
+        self, job: StoredJob, exit_code: int | None, signal: int | None, outcome: str, reason: str,
+        finished_at: float, **start: Any,
     ) -> StoredJob | None:
-        """The attempt ended as its agent reports; ``start`` (started_at, pid) if not stored yet."""
+        """The attempt ended as its agent reports, at ``finished_at`` by the agent's clock (not when the
+        report is stored, which a busy database or a restart may delay); ``start`` (started_at, pid,
+        pid_start) if not stored yet."""
         state, default_reason = outcome_state(exit_code, signal, outcome)
         if state is JobState.CANCELLED:
             default_reason = self.cancel_reasons.get(job.info.id, "cancelled")
-        return await self._end(job, state, reason or default_reason, exit_code=exit_code, signal=signal, **start)
+        return await self._end(job, state, reason or default_reason, exit_code=exit_code, signal=signal,
+                               finished_at=finished_at, **start)
 
     async def lost(self, job_id: int, reason: str) -> StoredJob | None:
         job = await self.store.get_job(job_id)
@@ -200,7 +205,7 @@ class Jobs:
             log.info("job %s attempt %d %s (%s); retrying in %gs", info.id, info.attempt, state, reason, delay)
             self.logs.start_empty(info.id, info.attempt + 1)
             requeued = await self.try_move(
-                info.id, ACTIVE, Q, attempt=info.attempt + 1, worker_id=None, pid=None, started_at=None,
+                info.id, ACTIVE, Q, attempt=info.attempt + 1, worker_id=None, pid=None, pid_start="", started_at=None,
                 exit_code=None, signal=None, log_bytes=0, run_after=time.time() + delay,
                 reason=f"attempt {info.attempt} {state}: {reason}; retry {info.attempt}/{spec.retries}",
             )

@@ -185,8 +185,10 @@ class LogStore:
     def tail_offset(self, job_id: int, attempt: int, lines: int) -> tuple[int, int]:
         """Where to start reading to show the last ``lines`` lines: (offset, bytes to skip in that record)."""
         index = list(_index(self.path(job_id, attempt)))
+        if not index:  # no output yet (queued, silent, or done without a word): from the start, as it comes
+            return 0, 0
         if lines <= 0:
-            return (index[-1][0] + HEADER.size + index[-1][1], 0) if index else (0, 0)
+            return index[-1][0] + HEADER.size + index[-1][1], 0
         newlines = 0
         path = self.path(job_id, attempt)
         with open(path, "rb") as f:

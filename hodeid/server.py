@@ -124,9 +124,7 @@ class Server:
 
     async def _listen_tcp(self, cfg: Config) -> None:
         """Agents on other machines: TCP, with TLS when a certificate is configured; tokens as always."""
-        host, _, port = cfg.agent_listen.rpartition(":")
-        if not host or not port.isdigit():
-            raise HodeiError(f"--agent-listen {cfg.agent_listen!r} is not HOST:PORT, e.g. 0.0.0.0:7077")
+        host, port = cfg.agent_address  # checked with the other settings (hodeid.config.check)
         ctx = None
         if cfg.tls_cert or cfg.tls_key:
             if not (cfg.tls_cert and cfg.tls_key):
@@ -140,7 +138,7 @@ class Server:
             log.warning("agents on %s connect without TLS: tokens cross the network in clear", cfg.agent_listen)
         try:
             server = await asyncio.start_server(
-                functools.partial(self._connection, Role.AGENT), host.strip("[]"), int(port), ssl=ctx, limit=1 << 20
+                functools.partial(self._connection, Role.AGENT), host, port, ssl=ctx, limit=1 << 20
             )
         except OSError as e:
             raise HodeiError(f"cannot listen on {cfg.agent_listen}: {e.strerror}") from e

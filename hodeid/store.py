@@ -21,6 +21,7 @@ import msgspec
 
 from hodei.errors import HodeiError, InvalidTransition, StateDirError
 from hodei.protocol import JobEvent, JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
+from hodeid.worker import handle_pid
 
 log = logging.getLogger("hodeid.store")
 _spec_encoder = msgspec.msgpack.Encoder()
@@ -28,7 +29,7 @@ _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 
 _JOB_COLUMNS = (
     "id, name, state, spec, priority, exit_code, signal, reason, created_at, started_at, finished_at,"
-    " worker_id, attempt, log_bytes, owner_uid, pid"
+    " worker_id, attempt, log_bytes, owner_uid, pid, pid_start"
 )
 _WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run"
 
@@ -47,6 +48,7 @@ class StoredJob(msgspec.Struct):
     spec: JobSpec
     owner_uid: int | None
     pid: int | None = None
+    pid_start: str = ""  # the stamp of ``pid`` (hodei.procs); "" for rows from before stamps
 
 
 def _job_from_row(row: Any) -> StoredJob:
@@ -74,18 +76,17 @@ def _job_from_row(row: Any) -> StoredJob:
         log_bytes=row[13],
         retries=spec.retries,
     )
-    return StoredJob(info=info, spec=spec, owner_uid=row[14], pid=row[15])
+    return StoredJob(info=info, spec=spec, owner_uid=row[14], pid=row[15], pid_start=row[16])
 
 
 def _worker_from_row(row: Any) -> WorkerInfo:
-    handle = row[5]
     return WorkerInfo(
         id=row[0],
         provider=row[1],
         state=WorkerState(row[2]),
         job_id=row[3],
         image=row[4],
-        pid=int(handle) if handle.isdigit() else None,
+        pid=handle_pid(row[5]),
         created_at=row[6],
         last_heartbeat=row[7],
         jobs_run=row[8],

@@ -22,6 +22,12 @@ class AuthError(HodeiError):
     """The agent's worker id or token is not valid; the connection is refused."""
 
 
+def handle_pid(handle: str) -> int | None:
+    """The agent's pid in a local worker's handle ("PID:STAMP", or "PID" from before stamps)."""
+    pid = handle.partition(":")[0]
+    return int(pid) if pid.isdigit() else None
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -37,6 +43,7 @@ class Worker:
         self.state = S.STARTING
         self.job: StoredJob | None = None  # the attempt it runs, as it was assigned (or recovered)
         self.job_pid: int | None = None
+        self.job_pid_start = ""  # the stamp of job_pid (hodei.procs): only with it is the pid signalled
         self.foreign_job: int | None = None  # a job it still runs that is no longer its own
         self.ready = False  # said Ready on its current connection: only then can it be given work
         self.writer: FrameWriter | None = None
@@ -69,12 +76,12 @@ class Worker:
     def hold(self, job: StoredJob) -> None:
         """Now running this job (this attempt of it)."""
         self.job = job
-        self.job_pid = job.pid
+        self.job_pid, self.job_pid_start = job.pid, job.pid_start
 
     def release(self) -> None:
         """Holding no job any more."""
         self.job = None
-        self.job_pid = None
+        self.job_pid, self.job_pid_start = None, ""
 
     def info(self, viewer: int | None = None) -> WorkerInfo:
         """As ``workers`` shows it; the job's id only to its owner when a ``viewer`` uid is given."""
@@ -88,7 +95,7 @@ class Worker:
             state=self.state,
             job_id=job_id,
             image=self.image,
-            pid=int(self.handle) if self.handle.isdigit() else None,
+            pid=handle_pid(self.handle),
             created_at=self.created,
             last_heartbeat=time.time() - lag if self.writer is not None else None,
             jobs_run=self.jobs_run,

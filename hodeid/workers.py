@@ -240,7 +240,7 @@ class Pool:
             self._drop(worker)  # nothing of it to remove here; it may reconnect later
         else:
             if job_id is not None and worker.job_pid is not None and worker.provider == self.provider.name:
-                await self.provider.kill_job(worker.handle, worker.job_pid)
+                await self.provider.kill_job(worker.handle, worker.job_pid, worker.job_pid_start)
             await self._forget(worker, S.LOST)
         if job_id is not None:
             await self.jobs.lost(job_id, f"worker {worker.id} lost: {reason}")

@@ -38,3 +38,26 @@ def test_ack_forgets_and_full_pauses() -> None:
     assert [m.seq for m in box.after(0)] == [6]
     box.clear()
     assert box.bytes == 0
+
+
+def test_a_chunk_the_spool_cannot_take_is_not_kept_in_part(monkeypatch) -> None:
+    """A full filesystem may take part of a write: the chunk then raises and leaves nothing behind, and
+    once there is room again it is kept whole."""
+    import hodei_agent.outbox as outbox_module
+
+    box = Outbox(memory_limit=1000, disk_limit=100_000)
+    first, second = chunk(1), chunk(2)
+    box.add(first)  # in memory
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(outbox_module.os, "pwrite", lambda fd, data, offset: real_pwrite(fd, data[:10], offset)
+                        if len(data) > 990 else 0)  # 10 bytes, then no more
+    try:
+        box.add(second)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("a chunk the spool could not take was kept")
+    assert box.bytes == 1000 and len(box) == 1 and box.after(0) == [first]
+    monkeypatch.setattr(outbox_module.os, "pwrite", real_pwrite)
+    box.add(second)
+    assert box.bytes == 2000 and box.after(0) == [first, second]

@@ -89,6 +89,7 @@ def test_a_dead_agent_makes_its_job_lost(make_daemon, tmp_path) -> None:
     marker = tmp_path / "pid"
     jid = d.submit(f"echo $$ > {marker}; sleep 300")
     wait_for(lambda: marker.exists() and marker.read_text().strip(), what="the job to start")
+    d.wait_state(jid, "running")  # hodeid has heard of its start (and pid) from the agent
     (agent,) = d.agents()
     os.kill(agent, signal.SIGKILL)
     job = d.wait_final(jid, timeout=20)

@@ -20,8 +20,9 @@ class Provider(Protocol):
         """Why the worker is gone ("exited with code 1", ...), or None while it runs."""
         ...
 
-    async def kill_job(self, handle: str, pid: int) -> None:
-        """Last resort when an agent does not answer a cancel: kill the job's process group."""
+    async def kill_job(self, handle: str, pid: int, pid_start: str = "") -> None:
+        """Last resort when an agent does not answer a cancel: kill the job's process group, if its
+        leader still has the stamp ``pid_start`` (see ``hodei.procs``)."""
         ...
 
     async def managed(self) -> dict[str, str]:

@@ -174,8 +174,9 @@ class DockerProvider:
             return None
         return f"its container stopped ({state.get('Status')}, exit code {state.get('ExitCode')})"
 
-    async def kill_job(self, handle: str, pid: int) -> None:
-        """The job's pid lives in the container's namespace: killing the container is the sure way."""
+    async def kill_job(self, handle: str, pid: int, pid_start: str = "") -> None:
+        """The job's pid lives in the container's namespace: killing the container (by its id, never
+        a host pid) is the sure way."""
         try:
             await self.docker.containers.container(handle).kill(signal="SIGKILL")
         except Exception as e:

@@ -1,6 +1,8 @@
 """Workers as ``hodei-agent`` processes on this host.
 
-Each agent gets its own session, so it outlives a daemon restart and keeps its job running.
+Each agent gets its own session, so it outlives a daemon restart and keeps its job running. A
+worker's handle is "PID:STAMP" (see ``hodei.procs``): after a restart, or a reboot, the pid may be
+another process's, and only the stamp tells. Nothing is signalled that does not carry its stamp.
 """
 
 from __future__ import annotations
@@ -10,11 +12,18 @@ import os
 import signal
 import sys
 
+from hodei import procs
 from hodeid.config import Config
 from hodeid.providers.scope import Scopes
 
-# What of hodeid's environment an agent gets: how to run Python and speak, nothing else.
-AGENT_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH"})
+# What of hodeid's environment an agent gets: how to run Python, speak and spool, nothing else.
+AGENT_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH"})
+
+
+def parse_handle(handle: str) -> tuple[int | None, str]:
+    """"PID:STAMP" -> (pid, stamp); a handle stored before stamps existed has none: (pid, "")."""
+    pid, _, stamp = handle.partition(":")
+    return (int(pid) if pid.isdigit() else None), stamp
 
 
 class LocalProvider:
@@ -51,15 +60,14 @@ class LocalProvider:
         assert proc.stdin is not None
         proc.stdin.write(token.encode() + b"\n")
         proc.stdin.close()
-        handle = str(proc.pid)
+        handle = f"{proc.pid}:{procs.stamp(proc.pid)}"  # our child, not reaped: the pid is still its own
         self._procs[handle] = proc
         return handle
 
     async def stop(self, handle: str, force: bool) -> None:
-        try:
-            os.kill(int(handle), signal.SIGKILL if force else signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
+        pid, stamp = parse_handle(handle)
+        if pid is not None:
+            procs.signal_process(pid, stamp, signal.SIGKILL if force else signal.SIGTERM, "agent process")
 
     async def exited(self, handle: str) -> str | None:
         proc = self._procs.get(handle)
@@ -69,20 +77,17 @@ class LocalProvider:
             self._procs.pop(handle, None)
             rc = proc.returncode
             return f"the agent process died of signal {-rc}" if rc < 0 else f"the agent process exited with code {rc}"
-        # Not our child (the daemon restarted): ask the kernel.
-        try:
-            os.kill(int(handle), 0)
-        except ProcessLookupError:
-            return "the agent process is gone"
-        except (PermissionError, ValueError):
-            pass
-        return None
+        # Not our child (the daemon restarted): ask the kernel, and check the pid is still the agent's.
+        pid, stamp = parse_handle(handle)
+        if pid is None:
+            return None
+        if stamp:
+            return None if procs.is_same(pid, stamp) else "the agent process is gone"
+        # Stored without a stamp: a live pid may be a stranger's; the heartbeat timeout decides.
+        return None if os.path.exists(f"/proc/{pid}") else "the agent process is gone"
 
-    async def kill_job(self, handle: str, pid: int) -> None:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    async def kill_job(self, handle: str, pid: int, pid_start: str = "") -> None:
+        procs.signal_group(pid, pid_start, signal.SIGKILL, "job process group")
 
     async def managed(self) -> dict[str, str]:
         return {}

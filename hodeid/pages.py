@@ -1,0 +1,49 @@
+"""Replies that list jobs, sent in pages that each fit a frame, and job ids taken a chunk at a time.
+
+A reply listing jobs (ListJobs, CancelJobs, WaitJobs) is a run of ``JobsReply(more=True)`` and a
+last one with ``more=False``; a short one is a single reply, as before. Pages are cut by encoded
+size, not by row count: one job can carry a command of up to a megabyte (``MAX_SPEC_BYTES``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from hodei.framing import FrameWriter
+from hodei.protocol import MAX_FRAME, JobInfo, JobsReply
+
+PAGE_BYTES = MAX_FRAME // 2  # a page's jobs; with one job over the budget it is still under the limit
+ID_CHUNK = 1000  # job ids a CancelJobs or WaitJobs handles at a time: hodeid's memory stays flat
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def chunks(ids: list[int], size: int = ID_CHUNK) -> Iterator[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+class JobPages:
+    """Sends jobs as JobsReply pages of at most PAGE_BYTES of encoded jobs; ``end`` sends the last."""
+
+    def __init__(self, writer: FrameWriter) -> None:
+        self._writer = writer
+        self._jobs: list[Any] = []  # each job encoded once, as msgspec.Raw
+        self._size = 0
+
+    async def add(self, job: JobInfo) -> None:
+        raw = msgspec.Raw(_encoder.encode(job))
+        if self._jobs and self._size + len(raw) > PAGE_BYTES:
+            await self._send(more=True)
+        self._jobs.append(raw)
+        self._size += len(raw)
+
+    async def end(self) -> None:
+        await self._send(more=False)
+
+    async def _send(self, more: bool) -> None:
+        await self._writer.send(JobsReply(jobs=self._jobs, more=more))
+        self._jobs, self._size = [], 0
