@@ -30,6 +30,12 @@ class DaemonNotRunning(HodeiError):
     exit_code = 3
 
 
+class NoAccess(HodeiError):
+    """You may not use this hodeid's socket."""
+
+    exit_code = 77  # sysexits.h EX_NOPERM: distinct from "not running" (3)
+
+
 class RemoteError(HodeiError):
     """hodeid refused the request."""
 

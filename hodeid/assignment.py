@@ -25,4 +25,5 @@ def assignment(job: StoredJob, local: bool) -> Assignment:
         # A root hodeid runs each local job as the user who submitted it.
         uid=job.owner_uid if local and job.owner_uid and os.geteuid() == 0 else None,
         umask=spec.umask,
+        nofile=spec.nofile,
     )

@@ -51,6 +51,8 @@ def validate(spec: JobSpec) -> None:
         raise InvalidSpec("--retries must be zero or more")
     if spec.umask is not None and not 0 <= spec.umask <= 0o777:
         raise InvalidSpec(f"umask {spec.umask:o} is not a file mode mask (0 to 777, octal)")
+    if spec.nofile is not None and not 0 < spec.nofile < 2**63:
+        raise InvalidSpec(f"an open-file limit of {spec.nofile} is not a positive number")
     if not spec.grace >= 0:
         raise InvalidSpec("--grace must be zero or a positive number of seconds")
     size = spec_size(spec)

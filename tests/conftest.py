@@ -74,6 +74,9 @@ class Daemon:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env["HODEI_SOCKET"] = str(self.socket)
+        # A root hodeid shares its socket with the `hodei` group when the box has one (a box with the
+        # service installed): test daemons stay private unless a test passes --socket-group.
+        env["HODEI_SOCKET_GROUP"] = ""
         env.pop("NO_COLOR", None)
         return env
 
