@@ -113,7 +113,7 @@ def test_log_lines_carry_their_priority_when_stderr_is_the_journal(make_daemon) 
     d.wait_final(job)
     lines = d.log().splitlines()
     assert any(line.startswith("<6>hodeid: hodeid ready: socket ") for line in lines), lines
-    assert any(line.startswith("<4>hodeid.workers: worker ") and " lost: " in line for line in lines), lines
+    assert any(line.startswith("<4>hodeid.lifecycle: worker ") and " lost: " in line for line in lines), lines
     assert all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines
 
 
