@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -398,3 +400,36 @@ def test_a_workers_start_token_is_spent_once_it_registered(dockerd) -> None:
     assert b"presented no valid token" in reply
     d.ctl("cancel", "--grace", "0", str(jid))
     assert d.job(jid)["state"] == "cancelled"  # the real agent still answers
+
+
+def test_engine_not_answering_is_logged_with_backoff_and_not_taken_for_a_running_worker(dockerd, tmp_path) -> None:
+    """While the engine cannot be reached, hodeid says so in its log (not at every supervision pass, with
+    backoff) instead of silently taking its worker for running; it says when the engine is back, and the
+    worker, whose heartbeats never stopped, runs the next job."""
+    proxy = EngineProxy(tmp_path / "docker.sock")
+    proxy.start()
+    os.environ["DOCKER_HOST"] = f"unix://{proxy.path}"
+    try:
+        d: Daemon = dockerd("--idle-timeout", "600")
+    finally:
+        del os.environ["DOCKER_HOST"]
+    try:
+        first = d.wait_final(d.submit("echo before"), timeout=90)
+        assert first["state"] == "succeeded"
+        proxy.cut()
+        cut_at = time.monotonic()
+        wait_for(lambda: "cannot ask about worker container" in d.log(), timeout=30, what="the engine error logged")
+        wait_for(lambda: d.log().count("still no answer from the Docker engine") >= 2, timeout=30,
+                 what="the engine error logged again, later")
+        assert "the Docker engine is not reachable" in d.log()
+        assert [w["state"] for w in d.workers()] == ["idle"]
+        proxy.start()
+        outage = time.monotonic() - cut_at
+        wait_for(lambda: "the Docker engine answers again" in d.log(), timeout=60, what="the engine's return logged")
+        errors = d.log().count("cannot ask about worker container") + d.log().count("still no answer from")
+        # Supervision asks every 0.25 s here; the questions back off, doubling from 1 s.
+        assert errors <= 2 + math.log2(1 + outage), (errors, outage)
+        second = d.wait_final(d.submit("echo after"), timeout=90)
+        assert second["state"] == "succeeded" and second["worker_id"] == first["worker_id"]
+    finally:
+        proxy.cut()
