@@ -20,12 +20,6 @@ def default_state_dir() -> Path:
     return Path(base) / "hodei"
 
 
-def default_runtime_dir() -> Path:
-    from pathlib import Path
-
-    return Path(_runtime_dir())
-
-
 def _runtime_dir() -> str:
     if os.geteuid() == 0:
         return "/run/hodei"
