@@ -48,12 +48,6 @@ class RemoteError(HodeiError):
         return 4 if self.code == "not_found" else 2
 
 
-class UsageError(HodeiError):
-    """The command line is not valid; see --help."""
-
-    exit_code = 2
-
-
 class SocketInUse(HodeiError):
     """Another hodeid is already serving on this socket: stop it first, or pick another --socket."""
 

@@ -20,12 +20,6 @@ def default_state_dir() -> Path:
     return Path(base) / "hodei"
 
 
-def default_runtime_dir() -> Path:
-    from pathlib import Path
-
-    return Path(_runtime_dir())
-
-
 SYSTEM_SOCKET = "/run/hodei/hodei.sock"  # the system service's (systemd/hodeid.service)
 
 

@@ -59,7 +59,6 @@ class ErrorCode(enum.StrEnum):
     VERSION = "version"
     AUTH = "auth"
     INVALID = "invalid"
-    CONFLICT = "conflict"
     INTERNAL = "internal"
 
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from hodei import __version__
+from hodei import __version__, loops
 from hodei.errors import HodeiError
 from hodei.paths import default_socket, default_state_dir
-from hodeid import logsetup, loops
+from hodeid import logsetup
 from hodeid.config import LIMITS, LOG_LEVELS, PROVIDERS, SOCKET_PATH_MAX, Config, ConfigError, describe
 
 
