@@ -49,12 +49,10 @@ def parse(argv: list[str], root: Group = HODEICTL) -> Call | None:
         raw: dict[str, list[str]] = {}
         start = i
         i = _options(node.options, argv, i, raw, where, interspersed=False, positional=None)
-        if i == len(argv):
-            if "help" in raw or i == start:  # nothing after the group's name: click shows its help
-                return None
-            raise ArgumentError(f"`{where}` needs a command: use one of {', '.join(_names(node))}")
-        if "help" in raw:
+        if "help" in raw or i == start == len(argv):  # -h, or the group's name alone: typer shows its help
             return None
+        if i == len(argv):
+            raise ArgumentError(f"`{where}` needs a command: use one of {', '.join(_names(node))}")
         values.update(_values(node.options, raw))
         name = argv[i]
         found = next((c for c in node.commands if name == c.name or name in _aliases(c)), None)
