@@ -106,8 +106,15 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]
     """The actions, replaced: each call is recorded as (action name, keywords) and exits 0."""
     monkeypatch.delenv("HODEI_SOCKET", raising=False)
     calls: list[tuple[str, dict[str, Any]]] = []
+
+    def recorder(run: str) -> Any:
+        def action(**kw: Any) -> int:
+            calls.append((run, kw))
+            return 0
+        return action
+
     for _, command in commands():
-        monkeypatch.setattr(actions, command.run, lambda run=command.run, **kw: calls.append((run, kw)) or 0)
+        monkeypatch.setattr(actions, command.run, recorder(command.run))
     return calls
 
 
