@@ -39,7 +39,7 @@ def default_socket() -> Path:
 
 def default_socket_path() -> str:
     """hodeid's control socket: $HODEI_SOCKET, else hodei.sock in the runtime directory. (A string: the
-    CLI's quick path does not load pathlib.)"""
+    CLI does not load pathlib.)"""
     return os.environ.get("HODEI_SOCKET") or os.path.join(_runtime_dir(), "hodei.sock")
 
 

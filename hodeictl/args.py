@@ -1,5 +1,5 @@
-"""What hodeictl's arguments mean, checked without typer: shared by the typer CLI (``hodeictl.cli``)
-and the quick path for plain submits (``hodeictl.quick``), so both build the same job."""
+"""What hodeictl's arguments mean, checked without typer: the rules ``hodeictl.actions`` applies to
+values however the command line was read (by ``hodeictl.parse`` or by the typer app)."""
 
 from __future__ import annotations
 

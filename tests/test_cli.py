@@ -21,6 +21,19 @@ from conftest import BIN, Daemon
         (["list", "--state", "bogus"], b"unknown state"),
         (["show", str(2**64)], b"not a job id"),
         (["submit", "--priority", str(2**64), "true"], b"--priority"),
+        # mistakes in the command line itself, found before hodeid is asked anything
+        (["list", "--bogus"], b"no option --bogus"),
+        (["list", "--limt", "3"], b"did you mean --limit?"),
+        (["list", "--limit", "many"], b"--limit takes a whole number, not 'many'"),
+        (["submit", "--timeout", "soon", "true"], b"--timeout takes a number, not 'soon'"),
+        (["submit", "--name"], b"--name needs a value"),
+        (["wait", "--json=yes", "1"], b"--json takes no value"),
+        (["logs"], b"needs a job id"),
+        (["logs", "1", "2"], b"unexpected argument '2'"),
+        (["cancel"], b"needs a job id"),
+        (["workers", "all"], b"unexpected argument 'all'"),
+        (["bogus"], b"no command 'bogus'"),
+        (["agents", "rm"], b"needs the agent's worker id"),
     ],
 )
 def test_bad_arguments_get_one_clear_line(daemon: Daemon, args: list[str], needle: bytes) -> None:
@@ -41,7 +54,7 @@ def test_unknown_job_id(daemon: Daemon) -> None:
 
 def test_daemon_not_running(tmp_path) -> None:
     """With no daemon, hodeictl says how to start one, with exit status 3 and no traceback."""
-    for cmd in (["list"], ["submit", "true"]):  # the typer CLI, and the quick path for plain submits
+    for cmd in (["list"], ["submit", "true"], ["logs", "-f", "1"]):
         res = subprocess.run([str(BIN / "hodeictl"), "--socket", str(tmp_path / "none.sock"), *cmd],
                              capture_output=True, timeout=30)
         assert res.returncode == 3, cmd
@@ -49,8 +62,8 @@ def test_daemon_not_running(tmp_path) -> None:
         assert b"Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
 
 
-# Submits the quick path handles (hodeictl.quick), each with every kind of option it reads.
-QUICK_SUBMITS = [
+# Submits with every kind of option submit reads.
+SUBMITS = [
     ["true"],
     ["--name", "all", "-e", "A=1", "--env=B=two words", "--cwd", "/tmp", "--timeout", "30", "--grace=2.5",
      "--priority", "-3", "--label", "k=v", "-l", "x=y", "--retries", "1", "--retry-on-failure", "--",
@@ -60,25 +73,9 @@ QUICK_SUBMITS = [
 ]
 
 
-@pytest.mark.parametrize("args", QUICK_SUBMITS)
-def test_quick_path_reads_these_submits(args: list[str]) -> None:
-    from hodeictl import quick
-
-    assert quick.parse(["submit", *args]) is not None
-    assert quick.parse(["--socket", "/x.sock", "submit", *args]) is not None
-
-
-@pytest.mark.parametrize("args", [["-f", "true"], ["--help"], ["--bogus", "true"], ["--timeout", "soon", "true"],
-                                  ["-nshort", "true"], ["--name"], [], ["--json=yes", "true"]])
-def test_quick_path_leaves_the_rest_to_typer(args: list[str]) -> None:
-    from hodeictl import quick
-
-    assert quick.parse(["submit", *args]) is None
-
-
-@pytest.mark.parametrize("args", QUICK_SUBMITS)
-def test_quick_and_typer_paths_queue_the_same_job(daemon: Daemon, args: list[str]) -> None:
-    """`hodeictl submit` answered by the quick path queues exactly the job the typer CLI would."""
+@pytest.mark.parametrize("args", SUBMITS)
+def test_fast_parser_and_typer_queue_the_same_job(daemon: Daemon, args: list[str]) -> None:
+    """`hodeictl submit`, read by the fast parser, queues exactly the job the typer app would."""
     quick = daemon.ctl("submit", *args).stdout
     typer = subprocess.run([str(BIN / "python"), "-m", "hodeictl.cli", "submit", *args], capture_output=True,
                            env=daemon.env, timeout=60, check=True).stdout
@@ -107,3 +104,29 @@ def test_human_tables_and_json(daemon: Daemon) -> None:
     assert "state" in shown and "succeeded" in shown
     assert "local" in daemon.ctl("workers").stdout.decode()
     assert daemon.ctl("wait", str(jid), "--json").stdout.startswith(b"[{")
+
+
+def test_commands_load_neither_typer_nor_rich(daemon: Daemon, tmp_path) -> None:
+    """Every command, its output in a pipe, runs without importing typer, click or rich: they take
+    longer to load than the command takes to run. (--help may load them.)"""
+    jid = daemon.submit("echo hi")
+    daemon.wait_final(jid)
+    probe = "\n".join([
+        "import sys",
+        "from hodeictl.main import main",
+        "sys.argv[0] = 'hodeictl'",
+        "try:",
+        "    main()",
+        "finally:",
+        "    loaded = {m.split('.')[0] for m in sys.modules}",
+        "    print(sorted(loaded & {'typer', 'click', 'rich'}), file=sys.stderr)",
+    ])
+    lines = tmp_path / "lines"
+    lines.write_text("true\n")
+    for cmd in (["submit", "true"], ["submit", "--from", str(lines)], ["submit", "-f", "true"], ["list"],
+                ["ls", "--json"], ["show", str(jid)], ["workers"], ["wait", str(jid)], ["cancel", str(jid)],
+                ["logs", str(jid)], ["logs", "-f", str(jid)], ["list", "--bogus"]):
+        res = subprocess.run([str(BIN / "python"), "-c", probe, *cmd], capture_output=True, env=daemon.env,
+                             timeout=60, check=False)
+        assert res.returncode == (2 if "--bogus" in cmd else 0), (cmd, res.stderr)
+        assert res.stderr.splitlines()[-1] == b"[]", (cmd, res.stderr)
