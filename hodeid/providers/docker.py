@@ -36,8 +36,8 @@ UNREACHABLE = (aiohttp.ClientError, OSError, TimeoutError)
 async def docker_available(timeout: float = 3.0) -> bool:
     try:
         docker = aiodocker.Docker()
-    except (ValueError, OSError) as e:  # no DOCKER_HOST and no socket, or a malformed DOCKER_HOST
-        log.info("--provider auto: no Docker engine (%s): workers are local processes", e)
+    except (ValueError, OSError, AssertionError) as e:  # a malformed DOCKER_HOST; no socket at all (aiodocker asserts)
+        log.info("--provider auto: no Docker engine (%s): workers are local processes", e or "no socket found")
         return False
     try:
         await asyncio.wait_for(docker.version(), timeout)
