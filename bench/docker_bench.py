@@ -59,7 +59,7 @@ from typing import Any  # noqa: E402
 import aiodocker  # noqa: E402
 
 from hodei.protocol import JobState, LogData  # noqa: E402
-from aclient import Client  # noqa: E402  (hodeictl.client.Client, awaitable)
+from hodei_testing import AsyncClient as Client  # noqa: E402
 from hodeictl.client import spec_from_cli  # noqa: E402
 
 BIN = VENV / "bin" if (VENV / "bin" / "hodeid").exists() else Path(sys.executable).parent

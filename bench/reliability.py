@@ -92,7 +92,7 @@ from hodei.protocol import (
     Ping,
     Role,
 )
-from aclient import Client  # hodeictl.client.Client, awaitable
+from hodei_testing import AsyncClient as Client  # noqa: E402
 from hodeictl.client import spec_from_cli
 
 BIN = VENV / "bin" if (VENV / "bin" / "hodeid").exists() else Path(sys.executable).parent
