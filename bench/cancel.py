@@ -80,9 +80,4 @@ async def measure(h: Harness, main: Daemon, quick: bool, res: Results) -> None:
 
 
 if __name__ == "__main__":
-    args = common.parser("bench/cancel.py", __doc__).parse_args()
-
-    async def body(h: Harness, res: Results) -> None:
-        await measure(h, common.main_daemon(h), args.quick, res)
-
-    common.run_table("bench/cancel.py", args, body)
+    common.run_alone("bench/cancel.py", __doc__, measure)

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hodei_testing import BIN, Daemon, Harness
+from hodei_testing import BIN, Daemon, Harness, wait_for, wait_for_async
 
 PY = str(BIN / "python")
 MARK = "HODEI_BENCH_RUN"  # every process a run starts inherits MARK=<token>: that is how cleanup finds them
@@ -59,33 +59,24 @@ def verdict(ok: bool, how: str) -> str:
     return f"yes ({how})" if ok else f"**no** ({how})"
 
 
+def _whole_line(path: Path) -> str | None:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return text if text.endswith("\n") else None
+
+
 def wait_for_file(path: Path, timeout: float = 20.0) -> str:
     """The text of `path` once it ends with a newline (a job wrote its whole line)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            text = path.read_text()
-            if text.endswith("\n"):
-                return text
-        except FileNotFoundError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {path}")
-        time.sleep(0.0005)
+    return wait_for(lambda: _whole_line(path), timeout, 0.0005, what=str(path))
 
 
 async def await_file(path: Path, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            text = path.read_text()
-            if text.endswith("\n"):
-                return text
-        except FileNotFoundError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {path}")
-        await asyncio.sleep(0.0005)
+    async def line() -> str | None:
+        return _whole_line(path)
+
+    return await wait_for_async(line, timeout, 0.0005, what=str(path))
 
 
 # ---- the machine ----------------------------------------------------------------------------------
@@ -291,3 +282,16 @@ def run_table(prog: str, args: argparse.Namespace, body: Callable[[Harness, Resu
     elapsed = time.monotonic() - t0
     print(render(res, info, [".venv/bin/python", prog, *sys.argv[1:]], elapsed, (load0, loadavg()),
                  (probe0, free_cpu())))
+
+
+def run_alone(prog: str, doc: str | None, measure: Callable[..., Awaitable[None]], shared_daemon: bool = True) -> None:
+    """A measurement file run on its own: `measure(h, [main daemon,] quick, res)`, then the table."""
+    args = parser(prog, doc).parse_args()
+
+    async def body(h: Harness, res: Results) -> None:
+        if shared_daemon:
+            await measure(h, main_daemon(h), args.quick, res)
+        else:
+            await measure(h, args.quick, res)
+
+    run_table(prog, args, body)

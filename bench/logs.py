@@ -82,9 +82,4 @@ async def measure(h: Harness, main: Daemon, quick: bool, res: Results) -> None:
 
 
 if __name__ == "__main__":
-    args = common.parser("bench/logs.py", __doc__).parse_args()
-
-    async def body(h: Harness, res: Results) -> None:
-        await measure(h, common.main_daemon(h), args.quick, res)
-
-    common.run_table("bench/logs.py", args, body)
+    common.run_alone("bench/logs.py", __doc__, measure)

@@ -142,9 +142,4 @@ async def measure(h: Harness, quick: bool, res: Results) -> None:
 
 
 if __name__ == "__main__":
-    args = common.parser("bench/throughput.py", __doc__).parse_args()
-
-    async def body(h: Harness, res: Results) -> None:
-        await measure(h, args.quick, res)
-
-    common.run_table("bench/throughput.py", args, body)
+    common.run_alone("bench/throughput.py", __doc__, measure, shared_daemon=False)
