@@ -33,7 +33,9 @@ class Daemon:
     """
 
     def __init__(self, root: Path, args: Sequence[str] = (), *, log_level: str | None = None,
-                 bin_dir: Path = BIN) -> None:
+                 bin_dir: Path = BIN, hodeid: Sequence[str] | None = None, env: dict[str, str] | None = None) -> None:
+        """`hodeid`: the command that starts it (default: BIN/hodeid), e.g. [python, "-m", "hodeid"] with
+        `env={"PYTHONPATH": other_checkout}` to run another tree's code; `env` goes to hodeid and hodeictl."""
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.state_dir = root / "state"
@@ -43,12 +45,14 @@ class Daemon:
         self.args = list(args)
         self.log_level = log_level
         self.bin = bin_dir
+        self.hodeid = list(hodeid) if hodeid else [str(bin_dir / "hodeid")]
+        self.extra_env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_in: float | None = None  # seconds from the last Popen to the first answer
 
     @property
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "HODEI_SOCKET": str(self.socket)}
+        env = {**os.environ, **self.extra_env, "HODEI_SOCKET": str(self.socket)}
         env.pop("NO_COLOR", None)
         return env
 
@@ -72,7 +76,7 @@ class Daemon:
 
     def command(self, extra: Sequence[str] = ()) -> list[str]:
         level = ["--log-level", self.log_level] if self.log_level else []
-        return [str(self.bin / "hodeid"), "--state-dir", str(self.state_dir), "--socket", str(self.socket),
+        return [*self.hodeid, "--state-dir", str(self.state_dir), "--socket", str(self.socket),
                 "--agent-socket", str(self.agent_socket), *level, *self.args, *extra]
 
     def spawn(self, extra: Sequence[str] = ()) -> float:
