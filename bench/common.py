@@ -1,37 +1,28 @@
-"""What the benchmarks share beyond the harness (hodei_testing): the venv, the machine, percentiles, the
-CPU probe, the markdown table of bench/run, and the command line of a measurement run on its own.
+"""What the benchmarks share beyond the harness (hodei_testing): the machine, percentiles, the CPU probe,
+the markdown table of bench/run, and the command line of a measurement run on its own.
 
-Importing it re-execs the script with the repo's .venv/bin/python (or --venv DIR / HODEI_BENCH_VENV),
-so each bench script runs with any python3, and puts the repo first on sys.path.
+Importing it re-execs the script with the venv's python first (bench/_venv.py).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parent.parent
-# --venv DIR (or HODEI_BENCH_VENV) measures the install in another venv, e.g. one on another interpreter.
-_venv_arg = next((a.split("=", 1)[1] if "=" in a else sys.argv[i + 2] for i, a in enumerate(sys.argv[1:])
-                  if a.split("=", 1)[0] == "--venv" and ("=" in a or i + 2 < len(sys.argv))), None)
-VENV = Path(_venv_arg or os.environ.get("HODEI_BENCH_VENV") or REPO / ".venv").resolve()
-if (VENV / "bin" / "python").exists() and Path(sys.prefix).resolve() != VENV:
-    os.execv(str(VENV / "bin" / "python"), [str(VENV / "bin" / "python"), sys.argv[0], *sys.argv[1:]])
-sys.path.insert(0, str(REPO))
-
 import argparse
 import asyncio
 import datetime
+import os
 import platform
 import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import _venv  # first: the venv's python, the repo on sys.path
 
 from hodei_testing import BIN, Daemon, Harness, wait_for, wait_for_async
 
@@ -108,6 +99,9 @@ def distro() -> str:
 
 def now() -> str:
     return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+REPO = _venv.REPO
 
 
 def commit() -> str:

@@ -126,10 +126,13 @@ class Daemon:
         assert self.proc is not None, "hodeid was not started"
         self.proc.send_signal(sig)
 
-    def stop(self, timeout: float = 15) -> int | None:
-        """SIGTERM, then SIGKILL after `timeout` s; hodeid's exit status (None if it never started)."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout` s (default 15; 30 on the docker provider, whose hodeid waits
+        up to 20 s for its containers' removal); hodeid's exit status (None if it never started)."""
         if self.proc is None:
             return None
+        if timeout is None:
+            timeout = 30 if self.docker else 15
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -26,9 +26,10 @@ class Harness:
     removes the temp dir unless `keep`. It says what it did and what was left.
     """
 
-    def __init__(self, prefix: str = "hodei-", *, mark: str | None = None) -> None:
+    def __init__(self, prefix: str = "hodei-", *, mark: str | None = None, root: Path | None = None) -> None:
+        """`root`: a temp dir made already (its cleanup removes it too); default: a new one."""
         self.prefix = prefix
-        self.root = Path(tempfile.mkdtemp(prefix=prefix))
+        self.root = root or Path(tempfile.mkdtemp(prefix=prefix))
         self.mark = mark
         self.token = secrets.token_hex(6)
         if mark:
@@ -45,7 +46,7 @@ class Harness:
         self.cleanup()
 
     def daemon(self, name: str | None = None, args: Sequence[str] = (), *, start: bool = False,
-               **kw: Any) -> Daemon:
+               **kw: Any) -> Daemon:  # kw: Daemon's (log_level, hodeid, env, bin_dir)
         """A Daemon in ROOT/NAME (without a name: in a temp dir of its own, whose mode the caller may open).
 
         Registered before it starts, so cleanup stops it even if it fails to come up."""
@@ -78,11 +79,11 @@ class Harness:
         return "\n".join(f"--- {d.log_path} (tail) ---\n{d.log()[-chars:]}" for d in self.daemons
                          if d.log_path.exists())
 
-    def stop_all(self, timeout: float = 15) -> None:
+    def stop_all(self) -> None:
         for d in self.daemons:
             if d.docker and d.instance:
                 self.instances.add(d.instance)
-            d.stop(timeout=30 if d.docker else timeout)  # a docker hodeid waits up to 20 s for its containers
+            d.stop()
             d.kill_agents()
 
     def cleanup(self, keep: bool = False) -> str:
