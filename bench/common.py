@@ -2,6 +2,13 @@
 the markdown table of bench/run, and the command line of a measurement run on its own.
 
 Importing it re-execs the script with the venv's python first (bench/_venv.py).
+
+A new measurement, in the shape of bench/cancel.py: a docstring that says what is measured, next to
+which floor or peer, and how to run it; `async def measure(h, main, quick, res)` that adds its rows
+(`res.row`, `res.note`) using `main`, bench/run's warm daemon, or daemons of its own from
+`h.daemon(name, flags, start=True)` (hodei_testing: real socket, `d.client()`, `d.ctl(...)`, cleanup
+of agents and marked processes); and `common.run_alone(prog, __doc__, measure)` under __main__.
+A script with its own report needs only the harness: `with Harness(prefix=..., mark=MARK) as h:`.
 """
 
 from __future__ import annotations
