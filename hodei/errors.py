@@ -30,6 +30,12 @@ class DaemonNotRunning(HodeiError):
     exit_code = 3
 
 
+class NoAccess(HodeiError):
+    """You may not use this hodeid's socket."""
+
+    exit_code = 77  # sysexits.h EX_NOPERM: distinct from "not running" (3)
+
+
 class RemoteError(HodeiError):
     """hodeid refused the request."""
 
@@ -40,12 +46,6 @@ class RemoteError(HodeiError):
     @property
     def exit_code(self) -> int:  # type: ignore[override]
         return 4 if self.code == "not_found" else 2
-
-
-class UsageError(HodeiError):
-    """The command line is not valid; see --help."""
-
-    exit_code = 2
 
 
 class SocketInUse(HodeiError):

@@ -20,15 +20,12 @@ def default_state_dir() -> Path:
     return Path(base) / "hodei"
 
 
-def default_runtime_dir() -> Path:
-    from pathlib import Path
-
-    return Path(_runtime_dir())
+SYSTEM_SOCKET = "/run/hodei/hodei.sock"  # the system service's (systemd/hodeid.service)
 
 
 def _runtime_dir() -> str:
     if os.geteuid() == 0:
-        return "/run/hodei"
+        return os.path.dirname(system_socket_path())
     if xdg := os.environ.get("XDG_RUNTIME_DIR"):
         return os.path.join(xdg, "hodei")
     return f"/tmp/hodei-{os.geteuid()}"
@@ -41,9 +38,25 @@ def default_socket() -> Path:
 
 
 def default_socket_path() -> str:
-    """The control socket: $HODEI_SOCKET, else hodei.sock in the runtime directory. (A string: the
+    """hodeid's control socket: $HODEI_SOCKET, else hodei.sock in the runtime directory. (A string: the
     CLI's quick path does not load pathlib.)"""
     return os.environ.get("HODEI_SOCKET") or os.path.join(_runtime_dir(), "hodei.sock")
+
+
+def system_socket_path() -> str:
+    """The system service's socket: $HODEI_SYSTEM_SOCKET (for tests and unusual installs), else
+    /run/hodei/hodei.sock."""
+    return os.environ.get("HODEI_SYSTEM_SOCKET") or SYSTEM_SOCKET
+
+
+def client_socket_paths() -> list[str]:
+    """Where hodeictl looks for hodeid, in order: $HODEI_SOCKET alone when set; else the user's own
+    hodeid's socket, then the system service's (the first that answers is used)."""
+    if env := os.environ.get("HODEI_SOCKET"):
+        return [env]
+    own = os.path.join(_runtime_dir(), "hodei.sock")
+    system = system_socket_path()
+    return [own] if own == system else [own, system]
 
 
 def agent_socket_for(control_socket: Path) -> Path:

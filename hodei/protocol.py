@@ -59,7 +59,6 @@ class ErrorCode(enum.StrEnum):
     VERSION = "version"
     AUTH = "auth"
     INVALID = "invalid"
-    CONFLICT = "conflict"
     INTERNAL = "internal"
 
 
@@ -89,6 +88,8 @@ class JobSpec(msgspec.Struct, omit_defaults=True):
     client_cwd: str = ""
     # The submitting shell's umask, so files a job writes get the permissions they would in that shell.
     umask: int | None = None
+    # And its soft limit on open files (`ulimit -n`), which the job gets as far as the hard limit allows.
+    nofile: int | None = None
     retries: int = 0  # run again this many times at most when lost (and when failed, with retry_on_failure)
     retry_on_failure: bool = False
 
@@ -146,6 +147,7 @@ class Assignment(msgspec.Struct, omit_defaults=True):
     grace: float = 10.0
     uid: int | None = None  # run as this user (a root agent on the submitter's host)
     umask: int | None = None  # None: 0o022
+    nofile: int | None = None  # the job's soft open-file limit; None: the agent's own
 
 
 # ---- handshake ------------------------------------------------------------------------------------

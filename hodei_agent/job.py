@@ -17,6 +17,7 @@ from typing import Any
 
 from hodei import procs
 from hodei.protocol import Assignment, Stream
+from hodei_agent import limits
 
 log = logging.getLogger("hodei-agent")
 CHUNK = 256 * 1024  # bytes read from a pipe at most at once; a read returns as soon as any are there
@@ -171,6 +172,7 @@ class JobProcess:
         # Real pipes, not socket pairs: scripts that write to /dev/stderr must work as in a terminal.
         out_r, out_w = _pipe()
         err_r, err_w = _pipe()
+        restore_nofile = limits.set_for_spawn(a.nofile)
         try:
             # subprocess.Popen, not the loop's subprocess support: it spawns with vfork in a fraction of
             # a millisecond, where uvloop forks the whole agent; the exit is awaited through a pidfd.
@@ -197,6 +199,7 @@ class JobProcess:
         except Exception as e:  # whatever it is, the job failed to start and the agent carries on
             raise SpawnFailed(f"cannot start the job: {e}", 126) from e
         finally:
+            restore_nofile()
             os.close(out_w)
             os.close(err_w)
             if self.proc is None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ctypes
 import logging
 import os
 import sys
 
+from hodei import loops
 from hodei_agent.agent import Agent, AgentConfig
 
 PR_SET_DUMPABLE = 4
@@ -58,9 +58,4 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s hodei-agent[%(process)d]: %(message)s")
     config = AgentConfig(socket=args.socket, worker_id=args.worker_id, token=token,
                          heartbeat_interval=args.heartbeat_interval, tls_ca=args.tls_ca)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(Agent(config).run())
-    else:
-        uvloop.run(Agent(config).run())
+    loops.run(Agent(config).run())

@@ -53,6 +53,9 @@ class Daemon:
     @property
     def env(self) -> dict[str, str]:
         env = {**os.environ, **self.extra_env, "HODEI_SOCKET": str(self.socket)}
+        # A root hodeid shares its socket with the `hodei` group when the box has one (a box with the
+        # service installed): a private daemon stays private unless its flags say --socket-group.
+        env["HODEI_SOCKET_GROUP"] = ""
         env.pop("NO_COLOR", None)
         return env
 

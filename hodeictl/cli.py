@@ -11,7 +11,6 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import typer
 
-from hodei.errors import UsageError
 from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
 from hodeictl.args import fail, job_id, submit_spec, with_client
@@ -275,8 +274,6 @@ def agents_rm(worker: Annotated[str, typer.Argument(help="the agent's worker id"
 def main() -> None:
     try:
         app()
-    except UsageError as e:
-        fail(str(e))
     except BrokenPipeError:
         os._exit(0)
 

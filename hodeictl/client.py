@@ -19,9 +19,9 @@ from typing import Any
 
 import msgspec
 
-from hodei.errors import DaemonNotRunning, HodeiError, ProtocolError, RemoteError
+from hodei.errors import DaemonNotRunning, HodeiError, NoAccess, ProtocolError, RemoteError
 from hodei.frames import body_size, encode_frame
-from hodei.paths import default_socket_path
+from hodei.paths import client_socket_paths
 from hodei.protocol import (
     MAX_FRAME,
     PROTOCOL_VERSION,
@@ -74,7 +74,8 @@ class RequestTooLarge(HodeiError):
 
 class Client:
     def __init__(self, socket: str | os.PathLike[str] | None = None, timeout: float | None = None) -> None:
-        self.socket = os.fspath(socket) if socket else default_socket_path()
+        # None until connected: then the socket that answered (see hodei.paths.client_socket_paths)
+        self.socket = os.fspath(socket) if socket else None
         self.timeout = timeout  # per send or read; None waits as long as the request takes (wait, logs -f)
         self._sock: _socket.socket | None = None
         self._in: Any = None  # buffered reader over the socket
@@ -87,24 +88,30 @@ class Client:
         self.close()
 
     def connect(self) -> None:
-        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket)
-        except (FileNotFoundError, ConnectionRefusedError) as e:
-            sock.close()
+        tried = []
+        for path in [self.socket] if self.socket else client_socket_paths():
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                tried.append(path)
+            except PermissionError as e:
+                sock.close()
+                from hodeictl.access import denied  # only now: it loads the user and group databases
+
+                raise NoAccess(denied(path)) from e
+            except OSError as e:
+                sock.close()
+                raise DaemonNotRunning(f"cannot connect to hodeid at {path}: {e.strerror or e}") from e
+        else:
             raise DaemonNotRunning(
-                f"hodeid is not running (no daemon at {self.socket}): start it with `hodeid`"
+                f"hodeid is not running (no daemon at {' or '.join(tried)}): start it with `hodeid`"
                 " or `systemctl start hodeid`, or point --socket / HODEI_SOCKET at it"
-            ) from e
-        except PermissionError as e:
-            sock.close()
-            raise DaemonNotRunning(
-                f"permission denied on {self.socket}: ask for the socket's group, or use your own hodeid"
-            ) from e
-        except OSError as e:
-            sock.close()
-            raise DaemonNotRunning(f"cannot connect to hodeid at {self.socket}: {e.strerror or e}") from e
+            )
+        self.socket = path  # reconnects (logs -f across a restart) go to the same hodeid
         self._sock, self._in = sock, sock.makefile("rb")
         self._send(Hello(version=PROTOCOL_VERSION, role=Role.CTL, client="hodeictl"))
         if not isinstance(self._read(_handshake), Welcome):
@@ -300,6 +307,7 @@ def spec_from_cli(
         client_env=dict(os.environ),
         client_cwd=os.getcwd(),
         umask=current_umask(),
+        nofile=os.sysconf("SC_OPEN_MAX"),  # the soft RLIMIT_NOFILE, without importing resource
     )
 
 

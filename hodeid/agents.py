@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import NoReturn
 
 from hodei.framing import FrameReader, FrameWriter
@@ -12,16 +11,13 @@ from hodei.protocol import (
     Accept,
     Ack,
     AgentToDaemon,
-    Cancel,
     Exited,
     Heartbeat,
     Hello,
-    JobState,
     Output,
     Ready,
     Reject,
     Welcome,
-    WorkerState,
     PROTOCOL_VERSION,
 )
 from hodeid.app import App
@@ -31,7 +27,6 @@ from hodeid.worker import Worker
 
 log = logging.getLogger("hodeid.agents")
 DISK_FULL_RETRY = 1.0  # seconds before hanging up on an agent whose output has no room
-ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
 
 
 class AgentSession:
@@ -80,16 +75,13 @@ class AgentSession:
                         await self._disk_full(job_id, e)
                     self._ack(job_id, seq)
             case Ready() as ready:
-                await self._ready(ready)
+                await app.jobs.reconnected(worker, ready)
             case Accept(job_id=job_id, pid=pid, started_at=started_at, pid_start=pid_start):
                 if self._owns(job_id, "a start"):
-                    worker.job_pid, worker.job_pid_start = pid, pid_start
-                    await app.jobs.started(job_id, started_at, pid, pid_start)
+                    await app.jobs.started(worker, job_id, started_at, pid, pid_start)
             case Reject(job_id=job_id, reason=reason):
                 if self._owns(job_id, "a rejection"):
-                    worker.release()
-                    await app.jobs.requeue(job_id, f"worker {worker.id} refused it: {reason}")
-                    await app.pool.set_state(worker, WorkerState.IDLE)
+                    await app.jobs.rejected(worker, job_id, reason)
             case Exited() as exited:
                 await self._exited(exited)
 
@@ -103,84 +95,11 @@ class AgentSession:
         await asyncio.sleep(DISK_FULL_RETRY)
         raise ConnectionResetError("disk full")
 
-    async def _ready(self, ready: Ready) -> None:
-        app, worker = self.app, self.worker
-        job_id = ready.job_id
-        held = worker.job_id
-        log.info("worker %s %s%s", worker.id, "registered" if worker.state is WorkerState.STARTING else "reconnected",
-                 f" holding job {job_id}" if job_id is not None else "")
-        worker.ready = True
-        if held is not None and held != job_id:  # the assignment never reached the agent, or its process is gone
-            worker.release()
-            await app.jobs.vanished(held, f"worker {worker.id} reconnected without the job")
-        if job_id is None:
-            await app.pool.set_state(worker, WorkerState.IDLE)
-            app.scheduler.wake()
-            return
-        job = await app.store.get_job(job_id)
-        if job is None or job.info.worker_id != worker.id or job.info.state not in ACTIVE:
-            # Its job was given up on (lost, retried elsewhere, cancelled): stop it, and take nothing it
-            # reports as the job's, which may be running on another worker by now.
-            log.warning("worker %s holds job %s, which is not its to run; stopping it", worker.id, job_id)
-            worker.foreign_job = job_id
-            worker.send(Cancel(job_id=job_id, grace=0, reason="the job is no longer assigned to this worker"))
-            await app.pool.set_state(worker, WorkerState.BUSY)
-            return
-        worker.hold(job)
-        if ready.pid:
-            worker.job_pid, worker.job_pid_start = ready.pid, ready.pid_start
-        await app.pool.set_state(worker, WorkerState.BUSY)
-        # Tell the agent what is stored, so it resends the rest and nothing twice.
-        worker.send(Ack(job_id=job_id, seq=app.logs.last_seq(job_id, worker.job_attempt)))
-        if job.info.state is JobState.ASSIGNED and (ready.running or ready.started_at):
-            await app.jobs.started(job_id, ready.started_at or time.time(), worker.job_pid, worker.job_pid_start)
-        if job_id in app.jobs.cancel_reasons:
-            worker.send(Cancel(job_id=job_id, grace=job.info.grace, reason=app.jobs.cancel_reasons[job_id]))
-
     async def _exited(self, msg: Exited) -> None:
-        app, worker = self.app, self.worker
-        if msg.job_id == worker.foreign_job:  # it has stopped the job it should not have had
-            worker.foreign_job = None
-            worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))
-            await app.pool.set_state(worker, WorkerState.IDLE)
+        if msg.job_id != self.worker.foreign_job and not self._owns(msg.job_id, "an exit"):
             return
-        if not self._owns(msg.job_id, "an exit"):
-            return
-        job = worker.job  # the attempt as assigned (or recovered): its spec and attempt are what finishing needs
-        assert job is not None  # _owns: it holds this job
-        start = ({"started_at": msg.started_at, "pid": msg.pid, "pid_start": msg.pid_start}
-                 if msg.started_at is not None else {})  # no Accept
-        limit = app.config.max_jobs_per_worker
-        last = bool(limit) and worker.jobs_run + 1 >= limit
-        # Finish this job and take the worker's next one together: the two statements run back to back
-        # in the database thread instead of one round trip after the other.
-        finished, taken = await asyncio.gather(
-            app.jobs.finished(job, msg.exit_code, msg.signal, msg.outcome, msg.reason, msg.finished_at, **start),
-            asyncio.sleep(0) if last else app.scheduler.take_for(worker),
-            return_exceptions=True,
-        )
-        if isinstance(taken, BaseException):
-            if not isinstance(taken, DatabaseDamaged):  # that one the store has logged, once
-                log.error("worker %s: taking its next job failed: %r", worker.id, taken)
-            taken = None
-        stored = not isinstance(finished, BaseException)
-        if stored:
-            self._acks.pop(msg.job_id, None)
-            worker.send(Ack(job_id=msg.job_id, seq=msg.last_seq, done=True))  # only now that the end is stored
-        if not stored or worker.state is not WorkerState.BUSY or worker.job_id != msg.job_id:
-            # Not stored (no Ack: the agent keeps the result), or the worker was lost or retired meanwhile.
-            if taken is not None:
-                await app.jobs.requeue(taken.info.id, f"worker {worker.id} could not take it after its last job")
-            if isinstance(finished, BaseException):
-                raise finished
-            return
-        worker.release()
-        worker.jobs_run += 1
-        await app.pool.set_state(worker, WorkerState.IDLE)
-        if last:
-            app.pool.retire(worker, f"ran its {limit} job(s)")
-        if taken is not None:
-            await app.scheduler.assign(taken, worker)
+        self._acks.pop(msg.job_id, None)
+        await self.app.jobs.exited(self.worker, msg, self.app.scheduler.take_for)
 
     def _ack(self, job_id: int, seq: int) -> None:
         """Acknowledge stored output once the agent's current burst has been read."""

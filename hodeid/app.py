@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass
 
 from hodeid.config import Config
-from hodeid.jobs import Jobs
+from hodeid.lifecycle import Lifecycle
 from hodeid.logstore import LogStore
-from hodeid.notify import Notifier
+from hodeid.notify import Notifier, Wakeup
 from hodeid.providers.base import Provider
 from hodeid.scheduler import Scheduler
 from hodeid.store import Store
@@ -24,7 +24,7 @@ class App:
     store: Store
     logs: LogStore
     changes: Notifier
-    jobs: Jobs
+    jobs: Lifecycle  # the one owner of every job's life
     pool: Pool
     scheduler: Scheduler
     provider: Provider
@@ -37,10 +37,11 @@ class App:
         top = logs.highest_job_id()
         store = await Store.open(config.db_path, logs_up_to=top)
         await keep_ids_above(store, logs, top)
-        jobs = Jobs(store, logs, changes)
         tasks = Tasks()
-        pool = Pool(config, store, provider, jobs, tasks)
-        scheduler = Scheduler(jobs, pool)
+        wakeup = Wakeup()
+        pool = Pool(config, store, provider, tasks, wakeup)
+        jobs = Lifecycle(store, logs, changes, pool, wakeup, tasks)
+        scheduler = Scheduler(jobs, pool, wakeup)
         return cls(config, store, logs, changes, jobs, pool, scheduler, provider, tasks)
 
 

@@ -1,19 +1,27 @@
 """`hodeid build-image`: build the worker image through the Docker API, with no network needed.
 
-The build context is Dockerfile.worker and a wheels/ folder holding hodei and every dependency,
-made on this host by `pip wheel` (or given with --wheels). The build runs with network mode none.
+The build context is Dockerfile.worker (shipped in this package) and a wheels/ folder holding hodei
+and every dependency (or given with --wheels). The hodei wheel is the distribution this hodeid runs
+from: remade from its installed files, or built from its checkout when it runs from one (an editable
+install), or built from --source DIR; `pip wheel` adds the dependencies. The build runs with network
+mode none.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import importlib.metadata
 import io
 import json
 import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
+from email.parser import Parser
 from pathlib import Path
 
 import aiodocker
@@ -21,18 +29,80 @@ import aiodocker
 from hodei.errors import HodeiError, ProviderError
 
 DEFAULT_BASE = "python:3.11-slim"
+DOCKERFILE = Path(__file__).with_name("Dockerfile.worker")
+DISTRIBUTION = "hodei"
+# Files of an installed distribution that are the installer's, not the wheel's.
+INSTALLER_FILES = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 
 def find_source() -> Path | None:
     """The hodei checkout this hodeid runs from (an editable install), if any."""
     here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").exists() and (here / "Dockerfile.worker").exists() else None
+    return here if (here / "pyproject.toml").exists() else None
+
+
+def installed_files() -> tuple[importlib.metadata.Distribution, list[importlib.metadata.PackagePath]] | None:
+    """The installed hodei distribution and its files, when this hodeid runs from them (an install
+    from a wheel); None for an editable install or a checkout on the path."""
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    files = dist.files or []
+    here = Path(__file__).resolve()
+    if not any(f.name == here.name and Path(str(dist.locate_file(f))).resolve() == here for f in files):
+        return None
+    return dist, files
+
+
+def record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def wheel_of_installed(dist: importlib.metadata.Distribution, files: list[importlib.metadata.PackagePath],
+                       into: Path) -> Path:
+    """Remake the wheel of an installed distribution from its files: the packages and the .dist-info
+    it was installed with, minus compiled caches, the scripts pip made and the installer's own files."""
+    dist_info = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
+    wheel_meta = Parser().parsestr(Path(str(dist.locate_file(f"{dist_info}/WHEEL"))).read_text())
+    tag = (wheel_meta.get_all("Tag") or ["py3-none-any"])[0]  # hodei is pure Python: one tag
+    name = dist.metadata["Name"].replace("-", "_")
+    path = into / f"{name}-{dist.version}-{tag}.whl"
+    record = []
+    into.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as whl:
+        for f in files:
+            if f.parts[0] == ".." or "__pycache__" in f.parts or f.suffix == ".pyc":
+                continue
+            if f.parts[0] == dist_info and f.name in INSTALLER_FILES:
+                continue
+            data = Path(str(dist.locate_file(f))).read_bytes()
+            whl.writestr(f.as_posix(), data)
+            record.append(f"{f.as_posix()},{record_hash(data)},{len(data)}")
+        record.append(f"{dist_info}/RECORD,,")
+        whl.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+def hodei_wheel_source(source: Path | None, tmp: Path) -> Path:
+    """What `pip wheel` makes the hodei wheel from: --source, else the distribution hodeid runs from."""
+    if source is not None:
+        if not (source / "pyproject.toml").exists():
+            raise HodeiError(f"--source {source} is not a hodei checkout: it has no pyproject.toml")
+        return source
+    if (installed := installed_files()) is not None:
+        return wheel_of_installed(*installed, into=tmp / "installed")
+    if (checkout := find_source()) is not None:
+        return checkout
+    raise HodeiError("cannot find the files of the hodei distribution this hodeid runs from:"
+                     " pass --source DIR (a hodei checkout) or --wheels DIR")
 
 
 def make_wheels(source: Path, into: Path) -> None:
+    """Wheels of ``source`` (a checkout or a wheel file) and of every dependency, into ``into``."""
     cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(into),
            str(source)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise ProviderError(f"pip wheel failed:\n{res.stderr.strip()[-2000:]}")
 
@@ -78,23 +148,22 @@ def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="hodeid build-image", description="Build the hodei worker image (no network needed).")
     p.add_argument("--base", default=DEFAULT_BASE, help=f"base image with python3 and venv (default {DEFAULT_BASE})")
     p.add_argument("--tag", default="hodei-worker:latest", help="image tag to build")
-    p.add_argument("--source", type=Path, default=None, help="hodei source checkout (default: the one hodeid runs from)")
+    p.add_argument("--source", type=Path, default=None,
+                   help="hodei source checkout to build from (default: the hodei this hodeid runs from)")
     p.add_argument("--wheels", type=Path, default=None, help="use these wheels instead of running pip wheel")
     p.add_argument("--label", action="append", default=[], help="KEY=VALUE image label, repeatable")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
     try:
-        source = args.source or find_source()
-        if source is None or not (source / "Dockerfile.worker").exists():
-            raise HodeiError("cannot find the hodei sources: pass --source DIR (a checkout with Dockerfile.worker)")
         labels = dict(item.partition("=")[::2] for item in args.label)
         with tempfile.TemporaryDirectory(prefix="hodei-build-") as tmp:
             wheels = args.wheels or Path(tmp) / "wheels"
             if args.wheels is None:
+                source = hodei_wheel_source(args.source, Path(tmp))
                 print(f"hodeid: making wheels of {source}", file=sys.stderr)
                 make_wheels(source, wheels)
             print(f"hodeid: building {args.tag} on {args.base}", file=sys.stderr)
-            asyncio.run(build(context_tar(source / "Dockerfile.worker", wheels), args.tag, args.base, labels, args.quiet))
+            asyncio.run(build(context_tar(DOCKERFILE, wheels), args.tag, args.base, labels, args.quiet))
     except HodeiError as e:
         print(f"hodeid: {e}", file=sys.stderr)
         sys.exit(1)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import grp
 import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
-from hodei import __version__
+from hodei import __version__, loops
 from hodei.errors import HodeiError
 from hodei.paths import default_socket, default_state_dir
-from hodeid import loops
+from hodeid import logsetup
 from hodeid.config import LIMITS, LOG_LEVELS, PROVIDERS, SOCKET_PATH_MAX, Config, ConfigError, describe
 
 
@@ -26,6 +26,18 @@ def _number(kind: type, flag: str) -> object:
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}: it takes {describe(flag)}") from None
 
     return parse
+
+
+def _socket_group() -> str | None:
+    """$HODEI_SOCKET_GROUP; else, for root (the system service), the `hodei` group if the box has one."""
+    if (env := os.environ.get("HODEI_SOCKET_GROUP")) is not None:
+        return env or None
+    if os.geteuid() == 0:
+        try:
+            return grp.getgrnam("hodei").gr_name
+        except KeyError:
+            pass
+    return None
 
 
 _NUMBERS = {  # the number flags and their help; hodeid.config.LIMITS has their ranges
@@ -61,7 +73,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"control socket (env HODEI_SOCKET); its path and agent/agent.sock beside it"
                    f" take at most {SOCKET_PATH_MAX} bytes")
     p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
-    p.add_argument("--socket-group", default=os.environ.get("HODEI_SOCKET_GROUP"), help="make the control socket 0660 for this group")
+    p.add_argument("--socket-group", default=_socket_group(),
+                   help="make the control socket 0660 for this group (env HODEI_SOCKET_GROUP; root's default:"
+                        " `hodei` when that group exists; '' for none)")
     p.add_argument("--admin-group", default=os.environ.get("HODEI_ADMIN_GROUP"), help="members see and cancel all jobs")
     p.add_argument("--provider", choices=PROVIDERS, default=os.environ.get("HODEI_PROVIDER", "local"))
     for flag, text in _NUMBERS.items():
@@ -121,12 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         print(f"hodeid: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    logsetup.configure(config.log_level)
     from hodeid.server import Server
 
     try:

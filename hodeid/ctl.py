@@ -40,7 +40,6 @@ from hodei.protocol import (
     Welcome,
 )
 from hodeid.app import App
-from hodeid.cancel import cancel
 from hodeid.jobs import InvalidSpec, JobNotFound, check_found
 from hodeid.pages import JobPages, chunks
 from hodeid.store import StoredJob
@@ -103,7 +102,7 @@ class CtlSession:
             case CancelJobs(job_ids=ids, grace=grace, wait=wait):
                 await self._check_all(ids)  # unknown (or others') ids fail before anything is cancelled
                 for job_id in ids:
-                    await cancel(app, job_id, grace, "cancelled by user")
+                    await app.jobs.cancel(job_id, grace, "cancelled by user")
                 await self._until_gone(self._answer(ids, wait))
             case WaitJobs(job_ids=ids):
                 await self._check_all(ids)
@@ -118,7 +117,7 @@ class CtlSession:
                 await send(AgentAdded(worker_id=worker_id, token=token))
             case RemoveAgent(worker_id=worker_id):
                 self._admin_only("remove agents")
-                if not await app.pool.remove_remote(worker_id):
+                if not await app.jobs.remove_agent(worker_id):
                     raise JobNotFound(f"no remote agent {worker_id}: `hodeictl workers` lists the connected ones")
                 await send(Pong())
             case Ping():

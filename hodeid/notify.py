@@ -20,3 +20,24 @@ class Notifier:
         ev = self._events.pop(key, None)
         if ev is not None:
             ev.set()
+
+
+class Wakeup:
+    """The scheduler's alarm: whoever may have made work to hand out sets it, the scheduler waits on it.
+
+    One object, made once and handed to the parts that set it: nobody assigns a callback into another.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+        self._event.clear()
+
+    def later(self, delay: float) -> asyncio.TimerHandle:
+        """Set it after ``delay`` seconds (a retry's backoff ending, a provisioning backoff)."""
+        return asyncio.get_running_loop().call_later(max(0.0, delay), self.set)

@@ -7,6 +7,7 @@ import logging
 from hodei.protocol import JobState, WorkerState
 from hodeid.app import App
 from hodeid.worker import REMOTE, Worker
+from hodeid.workers import ALLOWED_FROM, stored_from
 
 log = logging.getLogger("hodeid.recovery")
 ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
@@ -24,7 +25,7 @@ async def recover(app: App) -> None:
         if provider_name == REMOTE and info.id not in by_worker:
             continue  # registered remote agents come back when they connect
         if provider_name not in (provider.name, REMOTE) or state in (WorkerState.STARTING, WorkerState.STOPPING):
-            await store.update_worker(info.id, state=str(WorkerState.GONE))
+            await store.move_worker(info.id, stored_from(ALLOWED_FROM[WorkerState.GONE]), str(WorkerState.GONE))
             if provider_name == provider.name and handle:
                 await provider.stop(handle, force=True)
             continue
@@ -32,11 +33,7 @@ async def recover(app: App) -> None:
         token_hash = await store.worker_token_hash(info.id) or ""
         worker = Worker(info.id, provider_name, info.image, token_hash)
         worker.handle = handle
-        worker.state = WorkerState.BUSY if info.id in by_worker else WorkerState.IDLE
-        job = by_worker.get(info.id)
-        if job is not None:
-            worker.hold(job)
-        pool.workers[info.id] = worker
+        pool.adopt(worker, by_worker.get(info.id))
         log.info("waiting for worker %s (%s) to reconnect", info.id, worker.state)
     live = set(pool.workers)
     for job in active:

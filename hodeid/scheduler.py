@@ -8,56 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 
-from hodei.protocol import Assign, Assignment, Cancel, WorkerState
-from hodeid.jobs import Jobs
+from typing import TYPE_CHECKING
+
+from hodeid.notify import Wakeup
 from hodeid.store import DatabaseDamaged, StoredJob
 from hodeid.worker import REMOTE, Worker
 from hodeid.workers import Pool
 
+if TYPE_CHECKING:
+    from hodeid.lifecycle import Lifecycle
+
 log = logging.getLogger("hodeid.scheduler")
 
 
-def assignment(job: StoredJob, local: bool) -> Assignment:
-    spec = job.spec
-    env = dict(spec.client_env) if local and spec.client_env else {}
-    env.update(spec.env)
-    cwd = spec.cwd or (spec.client_cwd if local else "")
-    return Assignment(
-        job_id=job.info.id,
-        command=spec.command,
-        shell=spec.shell,
-        env=env,
-        replace_env=True,
-        cwd=cwd,
-        timeout=spec.timeout,
-        grace=spec.grace,
-        # A root hodeid runs each local job as the user who submitted it.
-        uid=job.owner_uid if local and job.owner_uid and os.geteuid() == 0 else None,
-        umask=spec.umask,
-    )
-
-
 class Scheduler:
-    def __init__(self, jobs: Jobs, pool: Pool) -> None:
+    def __init__(self, jobs: Lifecycle, pool: Pool, wakeup: Wakeup) -> None:
         self.jobs = jobs
         self.pool = pool
-        self._wake = asyncio.Event()
+        self.wakeup = wakeup  # set by whoever may have made work: a submit, a worker idle or gone, a retry due
         self.paused = False
         self._timer: asyncio.TimerHandle | None = None
-        self._no_retries_at = -1  # Jobs.retries_scheduled when no backoff was found pending
-        jobs.on_queued = self.wake
-        pool.on_idle = self.wake
-
-    def wake(self) -> None:
-        self._wake.set()
+        self._no_retries_at = -1  # Lifecycle.retries_scheduled when no backoff was found pending
 
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            await self.wakeup.wait()
             if self.paused:
                 continue
             try:
@@ -71,7 +48,7 @@ class Scheduler:
             except Exception:
                 log.exception("scheduling pass failed; retrying on the next event")
                 await asyncio.sleep(0.5)
-                self.wake()
+                self.wakeup.set()
 
     async def _wake_for_retries(self) -> None:
         """Jobs waiting out a retry backoff need a wake-up when it ends: nothing else will come."""
@@ -85,8 +62,7 @@ class Scheduler:
             self._timer.cancel()
             self._timer = None
         if when is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.0, when - time.time()) + 0.01, self.wake)
+            self._timer = self.wakeup.later(when - time.time() + 0.01)
 
     def images_for(self, worker: Worker) -> tuple[str, ...]:
         """A worker runs jobs of its image; one of the default image (and a remote agent) also runs
@@ -94,10 +70,10 @@ class Scheduler:
         return ("", worker.image) if worker.image in ("", self.pool.default_image) else (worker.image,)
 
     async def take_for(self, worker: Worker) -> StoredJob | None:
-        """The next job for a worker that is just finishing one (the caller assigns it), if it may take one."""
+        """The next job for a worker that is just finishing one (the lifecycle hands it over), if it may take one."""
         if self.paused or not worker.takes_work:
             return None
-        return await self.jobs.take_next(worker.id, self.images_for(worker))
+        return await self.jobs.take_next(worker, self.images_for(worker))
 
     async def dispatch(self) -> None:
         """Give each idle worker the next job it can run. Remote agents, which take only jobs that name
@@ -105,16 +81,6 @@ class Scheduler:
         for worker in sorted(self.pool.idle(), key=lambda w: w.provider == REMOTE):
             if not worker.available:  # retired, lost or gone while an earlier one was served
                 continue
-            job = await self.jobs.take_next(worker.id, self.images_for(worker))
+            job = await self.jobs.take_next(worker, self.images_for(worker))
             if job is not None:
-                await self.assign(job, worker)
-
-    async def assign(self, job: StoredJob, worker: Worker) -> None:
-        job_id = job.info.id
-        if not worker.available or not worker.send(Assign(job=assignment(job, local=worker.provider == "local"))):
-            await self.jobs.requeue(job_id, "the worker went away before taking the job")
-            return
-        worker.hold(job)
-        await self.pool.set_state(worker, WorkerState.BUSY)
-        if job_id in self.jobs.cancel_reasons:  # cancelled while it was being taken: the agent stops it
-            worker.send(Cancel(job_id=job_id, grace=job.spec.grace, reason=self.jobs.cancel_reasons[job_id]))
+                await self.jobs.hand_over(job, worker)

@@ -165,7 +165,7 @@ class Server:
             raise
         app.tasks.spawn(app.scheduler.run(), name="scheduler")
         app.tasks.spawn(self._supervise(app), name="supervise-workers")
-        app.scheduler.wake()
+        app.jobs.wakeup.set()
         log.info(
             "hodeid ready: socket %s, provider %s, max %d workers, state %s",
             cfg.socket, provider.name, cfg.max_workers, cfg.state_dir,
@@ -178,7 +178,7 @@ class Server:
             await asyncio.sleep(period)
             try:
                 await app.store.check_file()
-                await app.pool.check()
+                await app.jobs.supervise()
             except DatabaseDamaged:
                 pass  # the store has logged it, once; every request says so
             except Exception:

@@ -29,7 +29,7 @@ _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 
 _JOB_COLUMNS = (
     "id, name, state, spec, priority, exit_code, signal, reason, created_at, started_at, finished_at,"
-    " worker_id, attempt, log_bytes, owner_uid, pid, pid_start"
+    " worker_id, attempt, log_bytes, owner_uid, pid, pid_start, cancel_reason, cancel_grace"
 )
 _WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run"
 
@@ -49,6 +49,8 @@ class StoredJob(msgspec.Struct):
     owner_uid: int | None
     pid: int | None = None
     pid_start: str = ""  # the stamp of ``pid`` (hodei.procs); "" for rows from before stamps
+    cancel_reason: str | None = None  # a cancel was asked for, with this reason (None: none was)
+    cancel_grace: float | None = None  # the grace it asked for (None: the job's own)
 
 
 def _job_from_row(row: Any) -> StoredJob:
@@ -76,7 +78,8 @@ def _job_from_row(row: Any) -> StoredJob:
         log_bytes=row[13],
         retries=spec.retries,
     )
-    return StoredJob(info=info, spec=spec, owner_uid=row[14], pid=row[15], pid_start=row[16])
+    return StoredJob(info=info, spec=spec, owner_uid=row[14], pid=row[15], pid_start=row[16], cancel_reason=row[17],
+                     cancel_grace=row[18])
 
 
 def _worker_from_row(row: Any) -> WorkerInfo:
@@ -410,22 +413,45 @@ class Store:
         return [_job_from_row(r) for r in rows]
 
     async def transition(
-        self, job_id: int, allowed: Iterable[JobState], to: JobState, **fields: Any
+        self, job_id: int, allowed: Iterable[JobState], to: JobState, *, unless_cancel_requested: bool = False,
+        cancel_requested: bool = False, reason_from_cancel: bool = False, reason_suffix: str = "", **fields: Any
     ) -> StoredJob:
-        """Move a job to ``to`` if it is in one of ``allowed``; raise InvalidTransition otherwise."""
+        """Move a job to ``to`` if it is in one of ``allowed``; raise InvalidTransition otherwise.
+
+        ``unless_cancel_requested`` / ``cancel_requested`` guard on the stored cancel request too (a job
+        whose cancel was asked for is never requeued); ``reason_from_cancel`` makes the reason the one
+        the cancel was asked with (``fields['reason']`` when none was), plus ``reason_suffix``.
+        """
         allowed = list(allowed)
+        reason = fields.pop("reason", None) if reason_from_cancel else None
         sets = ["state = ?"] + [f"{name} = ?" for name in fields]
-        params: list[Any] = [str(to), *fields.values(), job_id, *(str(s) for s in allowed)]
-        row = await self._one(
-            f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? AND state IN ({','.join('?' * len(allowed))})"
-            f" RETURNING {_JOB_COLUMNS}",
-            params,
-        )
+        params: list[Any] = [str(to), *fields.values()]
+        if reason_from_cancel:
+            sets.append("reason = coalesce(cancel_reason, ?) || ?")
+            params += [reason or "cancelled", reason_suffix]
+        where = f"id = ? AND state IN ({','.join('?' * len(allowed))})"
+        if unless_cancel_requested:
+            where += " AND cancel_reason IS NULL"
+        if cancel_requested:
+            where += " AND cancel_reason IS NOT NULL"
+        row = await self._one(f"UPDATE jobs SET {', '.join(sets)} WHERE {where} RETURNING {_JOB_COLUMNS}",
+                              [*params, job_id, *(str(s) for s in allowed)])
         if row is None:
             current = await self.get_job(job_id)
-            where = current.info.state if current else "unknown"
-            raise InvalidTransition(f"job {job_id} is {where}, not {'/'.join(allowed)}; cannot become {to}")
+            where_now = current.info.state if current else "unknown"
+            raise InvalidTransition(f"job {job_id} is {where_now}, not {'/'.join(allowed)}"
+                                    f"{' without a cancel request' if unless_cancel_requested else ''}; cannot become {to}")
         return _job_from_row(row)
+
+    async def request_cancel(self, job_id: int, reason: str, grace: float | None) -> StoredJob | None:
+        """Store a cancel request with a job that is assigned or running (the first reason stays; a
+        new grace replaces the old); None when the job is in no such state."""
+        row = await self._one(
+            "UPDATE jobs SET cancel_reason = coalesce(cancel_reason, ?), cancel_grace = coalesce(?, cancel_grace)"
+            f" WHERE id = ? AND state IN ('assigned', 'running') RETURNING {_JOB_COLUMNS}",
+            (reason, grace, job_id),
+        )
+        return _job_from_row(row) if row else None
 
     async def job_events(self, job_id: int) -> list[JobEvent]:
         rows = await self._all(
@@ -446,8 +472,20 @@ class Store:
         )
 
     async def update_worker(self, worker_id: str, **fields: Any) -> None:
+        """Set a worker's fields other than its state (``move_worker`` changes that)."""
+        assert "state" not in fields
         sets = ", ".join(f"{name} = ?" for name in fields)
         await self._db.execute(f"UPDATE workers SET {sets} WHERE id = ?", (*fields.values(), worker_id))
+
+    async def move_worker(self, worker_id: str, allowed: Iterable[str], to: str, **fields: Any) -> bool:
+        """Move a worker's row to ``to`` if it is in one of ``allowed``; False (nothing written) if not."""
+        allowed = list(allowed)
+        sets = ", ".join(["state = ?"] + [f"{name} = ?" for name in fields])
+        rows = await self._all(
+            f"UPDATE workers SET {sets} WHERE id = ? AND state IN ({','.join('?' * len(allowed))}) RETURNING id",
+            (to, *fields.values(), worker_id, *allowed),
+        )
+        return bool(rows)
 
     async def worker_token_hash(self, worker_id: str) -> str | None:
         row = await self._one(

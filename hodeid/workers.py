@@ -12,31 +12,50 @@ import hmac
 import logging
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 from hodei.framing import FrameWriter
-from hodei.protocol import Cancel, Shutdown, WorkerInfo, WorkerState
+from hodei.protocol import Shutdown, WorkerInfo, WorkerState
 from hodeid.config import Config
-from hodeid.jobs import Jobs
+from hodeid.notify import Wakeup
 from hodeid.providers.base import Provider
-from hodeid.store import Store
+from hodeid.store import DatabaseDamaged, Store, StoredJob
 from hodeid.tasks import Tasks
 from hodeid.worker import REMOTE, AuthError, Worker, hash_token
 
 log = logging.getLogger("hodeid.workers")
 S = WorkerState
 
+# Each state a worker may enter, and the states it may enter it from. Every change is checked here
+# (``Pool.move``); a change that is not allowed is refused and logged, never made.
+ALLOWED_FROM: dict[WorkerState, frozenset[WorkerState]] = {
+    S.STARTING: frozenset(),
+    S.IDLE: frozenset({S.STARTING, S.BUSY}),
+    S.BUSY: frozenset({S.STARTING, S.IDLE}),
+    S.STOPPING: frozenset({S.STARTING, S.IDLE, S.BUSY}),
+    S.GONE: frozenset({S.STARTING, S.IDLE, S.BUSY, S.STOPPING}),
+    S.LOST: frozenset({S.STARTING, S.IDLE, S.BUSY, S.STOPPING}),
+}
+# What the workers table keeps: recovery needs to know a worker started, registered, was stopping or is
+# over. Which job a registered worker runs is the jobs table's to say, so idle <-> busy is not written.
+REGISTERED = (S.IDLE, S.BUSY)
+
+
+def stored_from(states: frozenset[WorkerState]) -> list[str]:
+    """The states a worker's row may hold when it is in one of ``states`` (a registered worker's row says
+    idle or busy, whichever it registered as)."""
+    rows = set(states) | (set(REGISTERED) if states & set(REGISTERED) else set())
+    return sorted(str(s) for s in rows)
+
 
 class Pool:
-    def __init__(self, config: Config, store: Store, provider: Provider, jobs: Jobs, tasks: Tasks) -> None:
+    def __init__(self, config: Config, store: Store, provider: Provider, tasks: Tasks, wakeup: Wakeup) -> None:
         self.config = config
         self.tasks = tasks
         self.store = store
         self.provider = provider
-        self.jobs = jobs
         self.workers: dict[str, Worker] = {}
-        self.on_idle: Callable[[], None] = lambda: None  # the scheduler's wake-up
+        self.wakeup = wakeup  # the scheduler's: set when a worker may take work, or room for one was made
         self._backoff = 0.0
         self._backoff_until = 0.0
         self._removals: set[asyncio.Task[Any]] = set()
@@ -68,16 +87,29 @@ class Pool:
         """What ``workers`` shows; to a ``viewer`` (a uid) who may not see every job, only their own jobs' ids."""
         return [w.info(viewer) for w in self.live()]
 
-    async def set_state(self, worker: Worker, state: WorkerState) -> None:
+    async def move(self, worker: Worker, to: WorkerState, **fields: Any) -> bool:
+        """The one way a worker changes state: checked against ``ALLOWED_FROM``, saved when the workers
+        table keeps the difference (with a guarded update whose row count is checked), and the scheduler
+        woken when the worker may take work. False, and nothing changed, when the move is not allowed."""
         old = worker.state
-        if old is state:
-            return
-        worker.state = state
+        if old is to:
+            return True
+        if old not in ALLOWED_FROM[to]:
+            log.warning("worker %s is %s and cannot become %s; left as it is", worker.id, old, to)
+            return False
+        worker.state = to
         worker.since = time.monotonic()
-        if {old, state} != {S.IDLE, S.BUSY}:  # idle <-> busy is in the jobs table already
-            await self.store.update_worker(worker.id, state=str(state), jobs_run=worker.jobs_run)
-        if state is S.IDLE:
-            self.on_idle()
+        if not (old in REGISTERED and to in REGISTERED):
+            try:
+                saved = await self.store.move_worker(worker.id, stored_from(ALLOWED_FROM[to]), str(to),
+                                                     jobs_run=worker.jobs_run, **fields)
+            except DatabaseDamaged:  # logged once by the store; the worker still goes (a stop must finish)
+                saved = True
+            if not saved:
+                log.error("worker %s: its stored state was not one %s may follow; stored nothing", worker.id, to)
+        if to is S.IDLE or to in (S.GONE, S.LOST):  # work for it, or room for another worker
+            self.wakeup.set()
+        return True
 
     # ---- provisioning ---------------------------------------------------------------------------
 
@@ -105,7 +137,9 @@ class Pool:
         """At --max-workers with jobs waiting for another image: retire one idle worker of an unneeded image."""
         for worker in self.idle():
             if worker.image != image and worker.provider != REMOTE:
-                self.retire(worker, "making room for a worker of another image")
+                worker.retiring = True  # taken out of the idle ones now; stopped by the task
+                self.tasks.spawn(self.retire(worker, "making room for a worker of another image"),
+                                 name=f"retire-{worker.id}")
                 return
 
     async def provision(self, image: str) -> Worker | None:
@@ -133,7 +167,7 @@ class Pool:
 
     async def _retry_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
-        self.on_idle()
+        self.wakeup.set()
 
     # ---- registration ---------------------------------------------------------------------------
 
@@ -190,7 +224,7 @@ class Pool:
             worker.writer.close()
             worker.writer = None
         self.workers.pop(worker.id, None)
-        self.on_idle()
+        self.wakeup.set()
 
     async def add_remote(self, pool: str) -> tuple[str, str]:
         """Register an agent that will connect from another machine; returns its id and token."""
@@ -201,64 +235,57 @@ class Pool:
         log.info("registered remote agent %s (pool %r)", worker_id, pool)
         return worker_id, token
 
-    async def remove_remote(self, worker_id: str) -> bool:
+    async def unregister_remote(self, worker_id: str) -> tuple[bool, Worker | None]:
+        """Revoke a remote agent's registration: (whether there was one, its connected worker if that
+        holds a job, whose end is the lifecycle's to decide). An idle one is told to exit and forgotten."""
         rows = await self.store.worker_handles()
         if rows.get(worker_id, ("",))[0] != REMOTE:
-            return False
+            return False, None
+        await self.store.move_worker(worker_id, stored_from(ALLOWED_FROM[S.GONE]), str(S.GONE))
         worker = self.workers.get(worker_id)
-        if worker is not None:
-            if worker.job_id is not None:
-                worker.send(Cancel(job_id=worker.job_id, grace=0, reason="the agent's registration was removed"))
-                await self.lose(worker, "its registration was removed")
-            else:
-                worker.send(Shutdown(reason="its registration was removed"))
-                self._drop(worker)
-        await self.store.update_worker(worker_id, state=str(S.GONE))
-        return True
+        if worker is not None and worker.job_id is None:
+            worker.send(Shutdown(reason="its registration was removed"))
+            self._drop(worker)
+            return True, None
+        return True, worker
 
     def seen(self, worker: Worker) -> None:
         worker.last_seen = time.monotonic()
 
     # ---- leaving --------------------------------------------------------------------------------
 
-    def retire(self, worker: Worker, reason: str) -> None:
+    async def retire(self, worker: Worker, reason: str) -> None:
         """Ask an idle worker to exit; a busy one exits after its job."""
         worker.retiring = True
-        if worker.job_id is None:
+        if worker.job_id is None and await self.move(worker, S.STOPPING):
             log.info("retiring worker %s: %s", worker.id, reason)
-            worker.state = S.STOPPING
-            worker.since = time.monotonic()
             if not worker.send(Shutdown(reason=reason)):
-                self.tasks.spawn(self._forget(worker, S.GONE), name=f"forget-{worker.id}")
+                await self._forget(worker, S.GONE)
 
-    async def lose(self, worker: Worker, reason: str) -> None:
-        """The worker is gone without saying so: its job is lost, what is left of it is removed."""
-        log.warning("worker %s lost: %s", worker.id, reason)
-        job_id = worker.job_id
+    async def lose(self, worker: Worker) -> None:
+        """The worker is gone without saying so: what is left of it is removed, its job's processes
+        first (when they can be proved to be the job's). The job's end is the lifecycle's to decide."""
         if worker.provider == REMOTE:
             worker.release()
             self._drop(worker)  # nothing of it to remove here; it may reconnect later
-        else:
-            if job_id is not None and worker.job_pid is not None and worker.provider == self.provider.name:
-                await self.provider.kill_job(worker.handle, worker.job_pid, worker.job_pid_start)
-            await self._forget(worker, S.LOST)
-        if job_id is not None:
-            await self.jobs.lost(job_id, f"worker {worker.id} lost: {reason}")
+            return
+        if worker.job_id is not None and worker.job_pid is not None and worker.provider == self.provider.name:
+            await self.provider.kill_job(worker.handle, worker.job_pid, worker.job_pid_start)
+        await self._forget(worker, S.LOST)
 
     async def _forget(self, worker: Worker, state: WorkerState) -> None:
         """Drop the worker and have its process or container removed, in the background."""
         force = state is S.LOST or worker.state is S.STARTING
+        if not await self.move(worker, state, job_id=worker.job_id):
+            return  # already gone or lost: removed once
         if worker.writer is not None:
             worker.writer.close()
             worker.writer = None
-        worker.state = state
         self.workers.pop(worker.id, None)
-        await self.store.update_worker(worker.id, state=str(state), job_id=worker.job_id)
         if worker.handle:
             task = self.tasks.spawn(self._remove(worker, force), name=f"remove-{worker.id}")
             self._removals.add(task)
             task.add_done_callback(self._removals.discard)
-        self.on_idle()
 
     async def _remove(self, worker: Worker, force: bool) -> None:
         try:
@@ -273,41 +300,53 @@ class Pool:
 
     # ---- supervision ----------------------------------------------------------------------------
 
-    async def check(self) -> None:
-        """One pass of supervision: unregistered, silent, dead and idle-too-long workers."""
+    def current(self, worker: Worker) -> bool:
+        """Still this pool's live worker (not replaced, forgotten, gone or lost since it was looked at)."""
+        return self.workers.get(worker.id) is worker and worker.state not in (S.GONE, S.LOST)
+
+    async def check(self) -> list[tuple[Worker, str]]:
+        """One pass of supervision. Unregistered, stopped and idle-too-long workers are dealt with here;
+        the workers that died or went silent are returned with why, for the lifecycle to lose (their
+        jobs' ends are its to decide). Each worker is looked at again after every wait: one removed
+        meanwhile is left alone."""
         now = time.monotonic()
         cfg = self.config
         idle_count = len(self.idle())
+        lost: list[tuple[Worker, str]] = []
         for worker in list(self.workers.values()):
+            if not self.current(worker):
+                continue
             age = now - worker.since
             if worker.provider == REMOTE:  # not ours to start, retire or remove: only its silence counts
                 if now - worker.last_seen > cfg.heartbeat_timeout:
-                    await self.lose(worker, f"no heartbeat for {now - worker.last_seen:.0f}s")
+                    lost.append((worker, f"no heartbeat for {now - worker.last_seen:.0f}s"))
+                continue
+            gone = await self.provider.exited(worker.handle) if worker.handle else None
+            if not self.current(worker):
                 continue
             if worker.state is S.STARTING:
-                gone = await self.provider.exited(worker.handle) if worker.handle else None
                 if gone or age > cfg.provision_timeout:
                     why = gone or f"its agent did not register within {cfg.provision_timeout:g}s"
                     log.warning("removing worker %s: %s", worker.id, why)
                     await self._forget(worker, S.GONE)
                 continue
-            gone = await self.provider.exited(worker.handle) if worker.handle else None
             silent = now - worker.last_seen
             if gone and worker.state is not S.STOPPING:
-                await self.lose(worker, gone)
+                lost.append((worker, gone))
             elif silent > cfg.heartbeat_timeout and worker.state is not S.STOPPING:
-                await self.lose(worker, f"no heartbeat for {silent:.0f}s")
+                lost.append((worker, f"no heartbeat for {silent:.0f}s"))
             elif worker.state is S.STOPPING and (gone or age > cfg.heartbeat_timeout):
                 await self._forget(worker, S.GONE)
             elif worker.state is S.IDLE and age > cfg.idle_timeout and idle_count > cfg.min_idle:
-                self.retire(worker, f"idle for {age:.0f}s")
+                await self.retire(worker, f"idle for {age:.0f}s")
                 idle_count -= 1
+        return lost
 
     async def stop_idle(self) -> None:
         """At shutdown: idle workers are asked to exit (remote agents stay), workers still starting are removed."""
         for worker in self.idle():
             if worker.provider != REMOTE:
-                self.retire(worker, "hodeid is stopping")
+                await self.retire(worker, "hodeid is stopping")
         for worker in [w for w in self.workers.values() if w.state is S.STARTING]:
             await self._forget(worker, S.GONE)
 
@@ -316,3 +355,10 @@ class Pool:
         for worker in [w for w in self.workers.values() if w.state is S.STOPPING]:
             worker.writer = None
             await self._forget(worker, S.GONE)
+
+    def adopt(self, worker: Worker, job: StoredJob | None) -> None:
+        """At start: a worker of the last run, registered then, to be waited for (busy with ``job``)."""
+        worker.state = S.BUSY if job is not None else S.IDLE
+        if job is not None:
+            worker.hold(job)
+        self.workers[worker.id] = worker

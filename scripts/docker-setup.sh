@@ -50,7 +50,7 @@ fi
 DOCKERD_TIMEOUT="${HODEI_DOCKERD_TIMEOUT:-60}"
 LOG_DIR="${HODEI_SETUP_LOG_DIR:-/var/log/hodei-docker-setup}"
 DOCKERD_LOG="/var/log/hodei-dockerd.log"
-DOCKERFILE="$REPO_DIR/Dockerfile.worker"
+DOCKERFILE="$REPO_DIR/hodeid/Dockerfile.worker"
 SUITE="bookworm"
 HASH_LABEL="hodei.source-hash"
 

@@ -43,8 +43,9 @@ def test_users_see_only_their_own_jobs_and_jobs_run_as_them(shared: Daemon) -> N
 
 
 def test_other_users_cannot_reach_a_private_socket(daemon: Daemon) -> None:
-    """Without --socket-group, another user cannot even connect."""
+    """Without --socket-group, another user cannot even connect, and is told so with the permission
+    status (77), not the one of a hodeid that is not running (3)."""
     need_root("needs root to act as another user")
     daemon.root.chmod(0o755)
     res = as_nobody(daemon, "list")
-    assert res.returncode == 3 and b"permission denied" in res.stderr
+    assert res.returncode == 77 and b"is private to root" in res.stderr, res.stderr

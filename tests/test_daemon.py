@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -92,3 +93,35 @@ def test_second_signal_forces_the_stop(daemon: Daemon, tmp_path) -> None:
     daemon.signal(signal.SIGTERM)
     assert daemon.proc is not None
     daemon.proc.wait(timeout=10)
+
+
+def test_log_lines_carry_their_priority_when_stderr_is_the_journal(make_daemon) -> None:
+    """When stderr is the journal (JOURNAL_STREAM names it), each line starts with its syslog priority
+    and has no timestamp of its own: a lost worker is a warning (<4>), being ready is info (<6>)."""
+    d: Daemon = make_daemon(start=False)
+    d.log_path.touch()
+    st = os.stat(d.log_path)
+    os.environ["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+    try:
+        d.start()
+    finally:
+        del os.environ["JOURNAL_STREAM"]
+    job = d.submit("sleep 300")
+    d.wait_state(job, "running")
+    for pid in d.agents():
+        os.kill(pid, signal.SIGKILL)
+    d.wait_final(job)
+    lines = d.log().splitlines()
+    assert any(line.startswith("<6>hodeid: hodeid ready: socket ") for line in lines), lines
+    assert any(line.startswith("<4>hodeid.lifecycle: worker ") and " lost: " in line for line in lines), lines
+    assert all(line[:1] == "<" and line[2:3] == ">" for line in lines), lines
+
+
+def test_every_line_of_a_journal_record_carries_its_priority() -> None:
+    """A record of several lines (a traceback) is one priority throughout, not info after its first line."""
+    from hodeid.logsetup import JournalFormatter
+
+    record = logging.LogRecord("hodeid.workers", logging.ERROR, __file__, 1, "failed:\nTraceback\n  line", None, None)
+    assert JournalFormatter().format(record) == "<3>hodeid.workers: failed:\n<3>Traceback\n<3>  line"
+    record.levelno = logging.DEBUG
+    assert JournalFormatter().format(record).startswith("<7>")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -351,28 +353,33 @@ class EngineProxy:
             os.unlink(self.path)
 
 
-def test_engine_vanishing_and_returning(dockerd, tmp_path) -> None:
-    """With the engine gone, a job waits with the reason and hodeid serves on; when it returns, the job runs."""
+@pytest.fixture
+def proxied(dockerd, tmp_path):
+    """hodeid on the docker provider reaching the engine through an EngineProxy the test can cut."""
     proxy = EngineProxy(tmp_path / "docker.sock")
     proxy.start()
     os.environ["DOCKER_HOST"] = f"unix://{proxy.path}"
     try:
-        d: Daemon = dockerd()
+        d: Daemon = dockerd("--idle-timeout", "600")
     finally:
         del os.environ["DOCKER_HOST"]
-    try:
-        assert d.wait_final(d.submit("echo before"), timeout=90)["state"] == "succeeded"
-        proxy.cut()
-        jid = d.submit("--image", "hodei-worker-test-alt2:latest", "echo after")  # needs a new worker
-        reason = wait_for(lambda: d.job(jid)["reason"], timeout=60, what="a reason on the waiting job")
-        assert "waiting for a worker" in reason and d.job(jid)["state"] == "queued"
-        assert d.ctl("list").returncode == 0
-        docker("tag", IMAGE, "hodei-worker-test-alt2:latest")
-        proxy.start()
-        job = d.wait_final(jid, timeout=90)
-        assert job["state"] == "succeeded" and d.output(jid) == b"after\n"
-    finally:
-        proxy.cut()
+    yield d, proxy
+    proxy.cut()
+
+
+def test_engine_vanishing_and_returning(proxied) -> None:
+    """With the engine gone, a job waits with the reason and hodeid serves on; when it returns, the job runs."""
+    d, proxy = proxied
+    assert d.wait_final(d.submit("echo before"), timeout=90)["state"] == "succeeded"
+    proxy.cut()
+    jid = d.submit("--image", "hodei-worker-test-alt2:latest", "echo after")  # needs a new worker
+    reason = wait_for(lambda: d.job(jid)["reason"], timeout=60, what="a reason on the waiting job")
+    assert "waiting for a worker" in reason and d.job(jid)["state"] == "queued"
+    assert d.ctl("list").returncode == 0
+    docker("tag", IMAGE, "hodei-worker-test-alt2:latest")
+    proxy.start()
+    job = d.wait_final(jid, timeout=90)
+    assert job["state"] == "succeeded" and d.output(jid) == b"after\n"
 
 
 def test_a_workers_start_token_is_spent_once_it_registered(dockerd) -> None:
@@ -398,3 +405,40 @@ def test_a_workers_start_token_is_spent_once_it_registered(dockerd) -> None:
     assert b"presented no valid token" in reply
     d.ctl("cancel", "--grace", "0", str(jid))
     assert d.job(jid)["state"] == "cancelled"  # the real agent still answers
+
+
+def test_engine_not_answering_is_logged_with_backoff_and_not_taken_for_a_running_worker(proxied) -> None:
+    """While the engine cannot be reached, hodeid says so in its log (not at every supervision pass, with
+    backoff) instead of silently taking its worker for running; it says when the engine is back, and the
+    worker, whose heartbeats never stopped, runs the next job."""
+    d, proxy = proxied
+    first = d.wait_final(d.submit("echo before"), timeout=90)
+    assert first["state"] == "succeeded"
+    proxy.cut()
+    cut_at = time.monotonic()
+    wait_for(lambda: "cannot ask about worker container" in d.log(), timeout=30, what="the engine error logged")
+    wait_for(lambda: d.log().count("still no answer from the Docker engine") >= 2, timeout=30,
+             what="the engine error logged again, later")
+    assert "the Docker engine is not reachable" in d.log()
+    assert [w["state"] for w in d.workers()] == ["idle"]
+    proxy.start()
+    outage = time.monotonic() - cut_at
+    wait_for(lambda: "the Docker engine answers again" in d.log(), timeout=60, what="the engine's return logged")
+    errors = d.log().count("cannot ask about worker container") + d.log().count("still no answer from")
+    # Supervision asks every 0.25 s here; the questions back off, doubling from 1 s.
+    assert errors <= 2 + math.log2(1 + outage), (errors, outage)
+    second = d.wait_final(d.submit("echo after"), timeout=90)
+    assert second["state"] == "succeeded" and second["worker_id"] == first["worker_id"]
+
+
+def test_stopping_with_the_engine_gone_logs_why_its_containers_stay(proxied) -> None:
+    """A graceful stop of hodeid while the engine cannot be reached says, for its idle worker, that it
+    could neither wait for the container to exit nor remove it, instead of passing over the first."""
+    d, proxy = proxied
+    job = d.wait_final(d.submit("true"), timeout=90)
+    container = docker("inspect", "--format", "{{.Id}}", container_of(d, job)).strip()
+    proxy.cut()
+    assert d.stop() == 0
+    log = d.log()
+    assert f"cannot wait for container {container[:12]} to exit: the Docker engine is not reachable" in log
+    assert f"cannot remove container {container[:12]}: the Docker engine is not reachable" in log

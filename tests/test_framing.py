@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import typing
 
 import msgspec
+import msgspec.inspect
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -48,10 +50,12 @@ def read_all(data: bytes, type_: object) -> list[object]:
 
 
 def decode_or_typed_error(data: bytes, type_: object) -> None:
+    """Either every frame decodes to a message of ``type_``, or reading stops with a ProtocolError."""
     try:
-        read_all(data, type_)
+        messages = read_all(data, type_)
     except ProtocolError:
-        pass  # FrameTooLarge is a ProtocolError too
+        return  # FrameTooLarge is a ProtocolError too
+    assert all(isinstance(m, type_) for m in messages), messages  # type: ignore[arg-type]
 
 
 @SETTINGS
@@ -64,7 +68,7 @@ def test_random_bytes_give_messages_or_a_protocol_error(data: bytes, type_: obje
 @SETTINGS
 @given(st.binary(max_size=2048), st.sampled_from(UNIONS))
 def test_random_bodies_behind_a_valid_prefix(body: bytes, type_: object) -> None:
-    """A well-framed body of garbage is a ProtocolError, never an unhandled exception."""
+    """A well-framed body of random bytes is a message or a ProtocolError, never an unhandled exception."""
     decode_or_typed_error(struct.pack(">I", len(body)) + body, type_)
 
 
@@ -79,14 +83,45 @@ def test_arbitrary_msgpack_values(value: object, type_: object) -> None:
     decode_or_typed_error(encode_frame(value), type_)
 
 
-@SETTINGS
-@given(st.sampled_from(["Submit", "GetJob", "Output", "Hello", "Exited", "Assign", "Nope"]),
-       st.dictionaries(st.sampled_from(["job_id", "spec", "seq", "data", "version", "role", "stream", "command"]),
-                       st.none() | st.integers(-2**63, 2**63) | st.text(max_size=20) | st.lists(st.integers(-9, 9), max_size=3)))
-def test_wrong_field_types_under_real_tags(tag: str, fields: dict) -> None:
-    """Real tags with wrong field types are refused as ProtocolErrors."""
-    for type_ in UNIONS:
-        decode_or_typed_error(encode_frame({"type": tag, **fields}), type_)
+# Values of every msgpack kind; for each field, the ones its declared type does not accept are wrong.
+KINDS = [None, True, 7, 1.5, "x", b"x", [1]]
+
+
+def wrong_values(field_type: object) -> list[object]:
+    wrong = []
+    for value in KINDS:
+        try:
+            msgspec.convert(value, field_type)
+        except msgspec.ValidationError:
+            wrong.append(value)
+    return wrong
+
+
+def fields_with_wrong_values() -> list[tuple[object, str, str, object]]:
+    """(union, tag, field, wrong value) for every field of every message type on the wire."""
+    cases = []
+    for union in UNIONS:
+        info = msgspec.inspect.type_info(union)
+        for struct_info in getattr(info, "types", (info,)):
+            hints = typing.get_type_hints(struct_info.cls)
+            for field in struct_info.fields:
+                cases += [(union, struct_info.cls.__name__, field.encode_name, v)
+                          for v in wrong_values(hints[field.name])]
+    return cases
+
+
+def test_wrong_field_types_under_real_tags() -> None:
+    """Real tags with wrong field types are refused as ProtocolErrors that name the field."""
+    cases = fields_with_wrong_values()
+    assert len({(tag, field) for _, tag, field, _ in cases}) > 50  # every field of every message, not a few
+    for union, tag, field, value in cases:
+        frame = encode_frame({"type": tag, field: value})
+        try:
+            got = read_all(frame, union)
+        except ProtocolError as e:
+            assert f"`$.{field}" in str(e) and "missing" not in str(e), (tag, field, value, str(e))
+            continue
+        raise AssertionError(f"{tag} with {field}={value!r} was accepted as {got}")
 
 
 @given(st.integers(min_value=MAX_FRAME + 1, max_value=2**32 - 1))
@@ -124,12 +159,16 @@ def test_round_trip(command: list[str], env: dict[str, str], data: bytes, seq: i
 
 
 def test_huge_string_and_deep_nesting_are_bounded() -> None:
-    """A string as large as the cap allows, or nesting thousands deep, is refused or decoded, not a crash."""
+    """A string as large as the cap allows is decoded whole; nesting 100,000 deep, at the top or in a
+    field, is refused as a ProtocolError without descending into it."""
     big = encode_frame({"type": "Submit", "spec": {"command": ["x" * (MAX_FRAME - 100)]}})
-    assert len(read_all(big, CtlRequest)) == 1
+    assert read_all(big, CtlRequest) == [Submit(spec=JobSpec(command=["x" * (MAX_FRAME - 100)]))]
     deep = b"\x91" * 100_000 + b"\xc0"  # 100,000 nested one-element arrays
-    decode_or_typed_error(struct.pack(">I", len(deep)) + deep, CtlRequest)
-    try:
-        msgspec.msgpack.decode(deep)
-    except (msgspec.DecodeError, RecursionError):
-        pass
+    in_a_field = encode_frame({"type": "Submit", "spec": {"command": []}})[4:-1] + deep  # command: [[[...]]]
+    for body in (deep, in_a_field):
+        try:
+            read_all(struct.pack(">I", len(body)) + body, CtlRequest)
+        except ProtocolError as e:
+            assert "Expected" in str(e)
+            continue
+        raise AssertionError("a message nested 100,000 deep was accepted")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import socket
 import stat
@@ -94,6 +95,22 @@ def test_jobs_get_the_submitters_umask(daemon: Daemon) -> None:
     res = subprocess.run(["sh", "-c", f"umask 027; exec {BIN / 'hodeictl'} submit -f umask"], env=daemon.env,
                          capture_output=True, check=True)
     assert res.stdout == b"0027\n"
+
+
+def test_jobs_get_the_submitters_open_file_limit(make_daemon) -> None:
+    """A job's `ulimit -n` is the submitting shell's, lower or higher than hodeid's own soft limit."""
+    d: Daemon = make_daemon(start=False)
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert old[1] == resource.RLIM_INFINITY or old[1] >= 2048, "this test needs a hard limit of 2048 at least"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, old[1]))  # hodeid and its agents get 1024
+    try:
+        d.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+    for soft in (777, 2048):
+        res = subprocess.run(["sh", "-c", f"ulimit -Sn {soft}; exec {BIN / 'hodeictl'} submit -f 'ulimit -n'"],
+                             env=d.env, capture_output=True, check=True)
+        assert res.stdout == f"{soft}\n".encode(), soft
 
 
 def test_state_files_are_private_whatever_the_umask(make_daemon) -> None:

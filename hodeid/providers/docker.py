@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiodocker
+import aiohttp
 from aiodocker.exceptions import DockerError
 
 from hodei.errors import ProviderError
@@ -23,17 +25,25 @@ AGENT_DIR_IN_CONTAINER = "/run/hodei-agent"
 LABEL_MANAGED = "hodei.managed"
 LABEL_WORKER = "hodei.worker-id"
 LABEL_INSTANCE = "hodei.instance"
+ENGINE_TIMEOUT = 10.0  # seconds one question to the engine may take before it counts as not answering
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between questions while the engine does not answer
+STOP_WAIT = 5.0  # seconds a worker asked to exit gets before its container is removed by force
+# What a call to the engine raises when it cannot be reached: aiodocker turns refused connections into
+# DockerError 900; a connection cut mid-answer or a hung engine raise these.
+UNREACHABLE = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 async def docker_available(timeout: float = 3.0) -> bool:
     try:
         docker = aiodocker.Docker()
-    except Exception:
+    except (ValueError, OSError) as e:  # no DOCKER_HOST and no socket, or a malformed DOCKER_HOST
+        log.info("--provider auto: no Docker engine (%s): workers are local processes", e)
         return False
     try:
         await asyncio.wait_for(docker.version(), timeout)
         return True
-    except Exception:
+    except (DockerError, *UNREACHABLE) as e:
+        log.info("--provider auto: %s: workers are local processes", explain(e))
         return False
     finally:
         await docker.close()
@@ -52,8 +62,12 @@ def parse_memory(text: str) -> int:
 
 
 def explain(e: Exception) -> str:
+    if isinstance(e, DockerError) and e.status == 900:  # aiodocker's code for a refused connection
+        return f"the Docker engine is not reachable: {e.message}"
     if isinstance(e, DockerError):
         return f"the Docker engine said: {e.message} (HTTP {e.status})"
+    if isinstance(e, TimeoutError):
+        return f"the Docker engine did not answer within {ENGINE_TIMEOUT:g}s"
     return f"the Docker engine is not reachable: {e}" if str(e) else f"Docker error {type(e).__name__}"
 
 
@@ -64,6 +78,9 @@ class DockerProvider:
         self.config = config
         self.instance = instance
         self._docker: aiodocker.Docker | None = None
+        self._down_since: float | None = None  # when the engine stopped answering exited()
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_FIRST
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -142,9 +159,14 @@ class DockerProvider:
         container = self.docker.containers.container(handle)
         if not force:
             try:
-                await asyncio.wait_for(container.wait(), 5)  # the agent exits by itself when asked to
-            except Exception:
-                pass
+                await asyncio.wait_for(container.wait(), STOP_WAIT)  # the agent exits by itself when asked to
+            except TimeoutError:
+                log.info("container %s did not exit within %gs of being asked: removing it", handle[:12], STOP_WAIT)
+            except DockerError as e:
+                if e.status != 404:  # gone already: nothing to wait for
+                    log.warning("cannot wait for container %s to exit: %s", handle[:12], explain(e))
+            except UNREACHABLE as e:
+                log.warning("cannot wait for container %s to exit: %s", handle[:12], explain(e))
         await self._remove(handle)
 
     async def _remove(self, handle: str) -> None:
@@ -157,14 +179,23 @@ class DockerProvider:
             log.error("cannot remove container %s: %s", handle[:12], explain(e))
 
     async def exited(self, handle: str) -> str | None:
+        """Why the container is gone, from the engine; None while it runs, and while the engine does not
+        answer: that is logged (with backoff, as are the questions) and the agent's heartbeats decide."""
+        if self._down_since is not None and time.monotonic() < self._retry_at:
+            return None
         try:
-            info = await self.docker.containers.container(handle).show()
+            async with asyncio.timeout(ENGINE_TIMEOUT):
+                info = await self.docker.containers.container(handle).show()
         except DockerError as e:
             if e.status == 404:
+                self._engine_answered()
                 return "its container is gone"
-            return None  # the engine is having trouble; heartbeats decide
-        except Exception:
+            self._engine_failed(handle, e)
             return None
+        except UNREACHABLE as e:
+            self._engine_failed(handle, e)
+            return None
+        self._engine_answered()
         state = info.get("State", {})
         if state.get("Running"):
             return None
@@ -173,6 +204,22 @@ class DockerProvider:
         if state.get("Status") == "created":
             return None
         return f"its container stopped ({state.get('Status')}, exit code {state.get('ExitCode')})"
+
+    def _engine_failed(self, handle: str, e: Exception) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since, self._retry_delay = now, RETRY_FIRST
+            log.error("cannot ask about worker container %s: %s; until it answers, workers count as running"
+                      " while their heartbeats last", handle[:12], explain(e))
+        else:
+            self._retry_delay = min(self._retry_delay * 2, RETRY_MAX)
+            log.error("still no answer from the Docker engine after %.0fs: %s", now - self._down_since, explain(e))
+        self._retry_at = now + self._retry_delay
+
+    def _engine_answered(self) -> None:
+        if self._down_since is not None:
+            log.warning("the Docker engine answers again, after %.0fs", time.monotonic() - self._down_since)
+            self._down_since = None
 
     async def kill_job(self, handle: str, pid: int, pid_start: str = "") -> None:
         """The job's pid lives in the container's namespace: killing the container (by its id, never

@@ -14,6 +14,7 @@ import sys
 
 from hodei import procs
 from hodeid.config import Config
+from hodeid.providers.scope import Scopes
 
 # What of hodeid's environment an agent gets: how to run Python, speak and spool, nothing else.
 AGENT_ENV = frozenset({"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH"})
@@ -31,6 +32,7 @@ class LocalProvider:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._scopes = Scopes()  # under systemd, each agent in a scope of its own
 
     async def start(self, worker_id: str, token: str, image: str) -> str:
         # Not hodeid's environment: it may hold secrets, and nothing of it is the jobs' business.
@@ -44,6 +46,7 @@ class LocalProvider:
         self.config.worker_log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.config.worker_log_dir / f"{worker_id}.log", "ab") as out:
             proc = await asyncio.create_subprocess_exec(
+                *await self._scopes.prefix(worker_id),
                 sys.executable,
                 "-m",
                 "hodei_agent",
