@@ -21,20 +21,15 @@ import os
 import shutil
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from hodei.errors import DaemonNotRunning
-from hodei.protocol import JobSpec, Ping
-from hodeictl.client import Client
+from hodei.protocol import JobSpec
+from hodei_testing import Daemon
 from hodeid.logstore import LogStore
 from hodeid.notify import Notifier
 from hodeid.store import Store
-
-BIN = Path(sys.executable).parent
 
 
 async def build(state: Path, jobs: int) -> None:
@@ -50,23 +45,14 @@ async def build(state: Path, jobs: int) -> None:
 
 
 def start_hodeid(root: Path) -> float:
-    sock = root / "s.sock"
-    t0 = time.monotonic()
-    proc = subprocess.Popen([str(BIN / "hodeid"), "--state-dir", str(root / "state"), "--socket", str(sock),
-                             "--max-workers", "1", "--log-level", "warning"], stderr=subprocess.DEVNULL)
+    """Seconds from the Popen of hodeid until it answers a Ping, polled every 5 ms; then it is stopped."""
+    d = Daemon(root, ["--max-workers", "1"], log_level="warning")
     try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"hodeid exited with {proc.returncode}")
-            try:
-                with Client(sock, timeout=5) as c:
-                    c.request(Ping())
-                return time.monotonic() - t0
-            except (OSError, DaemonNotRunning):
-                time.sleep(0.005)
+        d.start(timeout=600, interval=0.005)
+        assert d.started_in is not None
+        return d.started_in
     finally:
-        proc.terminate()
-        proc.wait()
+        d.stop()
 
 
 def main() -> None:

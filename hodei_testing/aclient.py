@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from hodeictl.client import Client as _Blocking
 
@@ -17,7 +17,7 @@ class Client:
     def __init__(self, socket: str | Path | None = None) -> None:
         self._c = _Blocking(socket)
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
