@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A three-node Docker Swarm on this one machine, for the swarm provider's tests and benchmarks.
 #
-# Usage: scripts/swarm-cluster.sh up|down|env
+# Usage: scripts/swarm-cluster.sh up|down|env|start-engine NODE
 #   up     tear down what an earlier run left, then build the cluster; prints its environment
 #   down   remove every namespace, engine, shim, mount, rule and directory `up` made (safe to repeat)
 #   env    print the environment of a running cluster (the file $STATE/env)
+#   start-engine NODE   start a node's engine again (sw1, sw2 or sw3), after a test killed it
 #
 # What `up` builds (root only; no traffic leaves the machine):
 #   - a bridge $BRIDGE with $SUBNET.1/24 on the host, and three network namespaces hodei-sw1..3
@@ -136,6 +137,16 @@ start_node() {
     ip -n "$net" addr add "$(addr "$n")/24" dev eth0
     ip -n "$net" link set eth0 up
     ip -n "$net" link set lo up
+    start_engine "$n"
+}
+
+# start_engine NODE: (re)start a node's dockerd in its namespace; what its last engine left running
+# (shims, tasks of a node that was killed) is killed first, as a machine that comes back has none of it.
+start_engine() {
+    local n="$1" net pids
+    net="$(ns "$n")"
+    mapfile -t pids < <(node_pids "$n" | sort -u)
+    if [ "${#pids[@]}" -gt 0 ]; then kill -KILL "${pids[@]}" 2>/dev/null || true; fi
     mkdir -p "$STATE/$n/data" "$STATE/$n/etc" "$RUN/$n"
     printf 'nameserver 127.0.0.1\n' >"$STATE/$n/resolv.conf"
     printf '127.0.0.1 localhost\n%s hodei-%s\n' "$(addr "$n")" "$n" >"$STATE/$n/hosts"
@@ -148,7 +159,7 @@ start_node() {
         exec dockerd --data-root '$STATE/$n/data' --exec-root '$RUN/$n' --pidfile '$RUN/$n.pid' \
             -H 'unix://$(sock "$n")' --bridge=none --iptables=false --ip-masq=false \
             --cgroup-parent /hodei-$n --insecure-registry '$REGISTRY' --log-level warn" \
-        >"$STATE/$n.log" 2>&1 </dev/null 9>&- &
+        >>"$STATE/$n.log" 2>&1 </dev/null 9>&- &
 }
 
 start_registry() {
@@ -220,7 +231,11 @@ EOF
 
 case "${1:-}" in
     up) up ;;
+    start-engine)
+        [[ " ${NODES[*]} " == *" ${2:-} "* ]] || fail "start-engine takes a node: ${NODES[*]}"
+        start_engine "$2"
+        wait_until 60 "dockerd of $2 answering" dk "$2" info ;;
     down) down ;;
     env) cat "$STATE/env" ;;
-    *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|env|start-engine NODE" >&2; exit 2 ;;
 esac
