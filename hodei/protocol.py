@@ -89,6 +89,7 @@ class JobSpec(msgspec.Struct, omit_defaults=True):
     client_cwd: str = ""
     retries: int = 0  # run again this many times at most when lost (and when failed, with retry_on_failure)
     retry_on_failure: bool = False
+    constraints: list[str] = []  # swarm placement constraints (node.hostname==build2, ...)
 
 
 class JobInfo(msgspec.Struct, omit_defaults=False):

@@ -57,6 +57,8 @@ def submit(
     image: Annotated[str, typer.Option("--image", help="worker image (docker provider)")] = "",
     retries: Annotated[int, typer.Option("--retries", help="run again up to N times if its worker is lost")] = 0,
     retry_on_failure: Annotated[bool, typer.Option("--retry-on-failure", help="retry failed runs too")] = False,
+    constraint: Annotated[list[str], typer.Option("--constraint", help="swarm placement, e.g. node.hostname==build2;"
+                                                  " repeatable")] = [],  # noqa: B006
     follow: Annotated[bool, typer.Option("--follow", "-f", help="follow the output; exit with the job's status")] = False,
     from_file: Annotated[str, typer.Option("--from", metavar="FILE", help="queue each line of FILE (- for stdin)"
                                            " as a shell command, with these options; prints one id a line")] = "",
@@ -64,7 +66,8 @@ def submit(
 ) -> None:
     """Queue a command. Prints the job id (or follows it with -f)."""
     options: dict[str, Any] = dict(name=name, env=env, cwd=cwd, timeout=timeout, grace=grace, priority=priority,
-                                   label=label, image=image, retries=retries, retry_on_failure=retry_on_failure)
+                                   label=label, image=image, retries=retries, retry_on_failure=retry_on_failure,
+                                   constraint=constraint)
     if from_file:
         if command or follow:
             fail("--from queues the lines of a file: give no command and no --follow with it")

@@ -26,6 +26,7 @@ _VALUES: dict[str, tuple[str, Any]] = {
     "--label": ("label", list), "-l": ("label", list),
     "--image": ("image", str),
     "--retries": ("retries", int),
+    "--constraint": ("constraint", list),
 }
 _FLAGS = {"--retry-on-failure": "retry_on_failure", "--json": "json"}
 
