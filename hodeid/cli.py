@@ -41,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
     p.add_argument("--socket-group", default=os.environ.get("HODEI_SOCKET_GROUP"), help="make the control socket 0660 for this group")
     p.add_argument("--admin-group", default=os.environ.get("HODEI_ADMIN_GROUP"), help="members see and cancel all jobs")
-    p.add_argument("--provider", choices=["local", "docker", "auto"], default=os.environ.get("HODEI_PROVIDER", "local"))
+    p.add_argument("--provider", choices=["local", "docker", "swarm", "auto"], default=os.environ.get("HODEI_PROVIDER", "local"))
     p.add_argument("--max-workers", type=_positive(int), default=d["max_workers"].default_factory())  # type: ignore[misc]
     p.add_argument("--min-idle", type=_positive(int), default=0)
     p.add_argument("--idle-timeout", type=_positive(float), default=d["idle_timeout"].default, help="seconds")

@@ -16,7 +16,7 @@ class Config:
     agent_socket: Path | None = None  # default: agent/agent.sock beside the control socket
     socket_group: str | None = None  # control socket 0660 with this group instead of 0600
     admin_group: str | None = None  # members see and cancel every user's jobs, as root does
-    provider: str = "local"  # local | docker | auto
+    provider: str = "local"  # local | docker | swarm | auto
     max_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     min_idle: int = 0
     idle_timeout: float = 60.0

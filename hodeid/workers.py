@@ -61,8 +61,8 @@ class Pool:
 
     @property
     def default_image(self) -> str:
-        """The image of jobs that name none: the configured one for docker, none for local processes."""
-        return self.config.image if self.provider.name == "docker" else ""
+        """The image of jobs that name none: the configured one for docker and swarm, none for local processes."""
+        return self.config.image if self.provider.name in ("docker", "swarm") else ""
 
     def infos(self) -> list[WorkerInfo]:
         return [w.info() for w in self.live()]

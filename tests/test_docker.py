@@ -373,3 +373,12 @@ def test_engine_vanishing_and_returning(dockerd, tmp_path) -> None:
         assert job["state"] == "succeeded" and d.output(jid) == b"after\n"
     finally:
         proxy.cut()
+
+
+def test_a_constrained_job_waits_with_a_reason_on_the_docker_provider(dockerd) -> None:
+    """Placement constraints are the swarm provider's: on Docker the job waits and says why."""
+    d: Daemon = dockerd()
+    jid = d.submit("--constraint", "node.hostname==build2", "true")
+    job = wait_for(lambda: "provider swarm" in (j := d.job(jid))["reason"] and j, timeout=30,
+                   what="the job's reason to name the swarm provider")
+    assert job["state"] == "queued" and "node.hostname==build2" in job["reason"]

@@ -16,6 +16,7 @@ import aiodocker
 from aiodocker.exceptions import DockerError
 
 from hodei.errors import ProviderError
+from hodei.pools import split_pool
 from hodeid.config import Config
 
 log = logging.getLogger("hodeid.docker")
@@ -57,8 +58,8 @@ def explain(e: Exception) -> str:
     return f"the Docker engine is not reachable: {e}" if str(e) else f"Docker error {type(e).__name__}"
 
 
-class DockerProvider:
-    name = "docker"
+class EngineClient:
+    """A provider's connection to a Docker engine, made on first use (DOCKER_HOST names the engine)."""
 
     def __init__(self, config: Config, instance: str = "") -> None:
         self.config = config
@@ -70,6 +71,15 @@ class DockerProvider:
         if self._docker is None:
             self._docker = aiodocker.Docker()
         return self._docker
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+
+class DockerProvider(EngineClient):
+    name = "docker"
 
     async def check(self) -> None:
         """Fail early, with what to do, when the engine or the worker image is missing."""
@@ -118,6 +128,9 @@ class DockerProvider:
         }
 
     async def start(self, worker_id: str, token: str, image: str) -> str:
+        image, constraints = split_pool(image)
+        if constraints:
+            raise ProviderError(f"placement constraints ({', '.join(constraints)}) need hodeid --provider swarm")
         image = image or self.config.image
         try:
             container = await self.docker.containers.create_or_replace(
@@ -196,8 +209,3 @@ class DockerProvider:
             if labels.get(LABEL_INSTANCE, "") in ("", self.instance):
                 found[labels.get(LABEL_WORKER) or c.id] = str(c.id)
         return found
-
-    async def close(self) -> None:
-        if self._docker is not None:
-            await self._docker.close()
-            self._docker = None
