@@ -7,7 +7,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import Daemon, wait_for
 
 IMAGE = os.environ.get("HODEI_WORKER_IMAGE", "hodei-worker:latest")
