@@ -112,6 +112,7 @@ class JobInfo(msgspec.Struct, omit_defaults=False):
     grace: float = 10.0
     image: str = ""
     attempt: int = 1
+    node: str = ""  # the machine its worker ran on, when not this host (filled in by `show`)
     log_bytes: int = 0
     retries: int = 0
 
@@ -126,6 +127,7 @@ class WorkerInfo(msgspec.Struct, omit_defaults=False):
     created_at: float
     last_heartbeat: float | None
     jobs_run: int = 0
+    node: str = ""  # the machine it runs on, when not this host (a swarm node's hostname)
 
 
 class Assignment(msgspec.Struct, omit_defaults=True):

@@ -32,6 +32,7 @@ async def recover(app: App) -> None:
         token_hash = await store.worker_token_hash(info.id) or ""
         worker = Worker(info.id, provider_name, info.image, token_hash)
         worker.handle = handle
+        worker.node = info.node
         worker.state = WorkerState.BUSY if info.id in by_worker else WorkerState.IDLE
         job = by_worker.get(info.id)
         if job is not None:

@@ -28,7 +28,7 @@ _JOB_COLUMNS = (
     "id, name, state, spec, priority, exit_code, signal, reason, created_at, started_at, finished_at,"
     " worker_id, attempt, log_bytes, owner_uid, pid"
 )
-_WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run"
+_WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run, node"
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -87,6 +87,7 @@ def _worker_from_row(row: Any) -> WorkerInfo:
         created_at=row[6],
         last_heartbeat=row[7],
         jobs_run=row[8],
+        node=row[9],
     )
 
 
@@ -291,6 +292,10 @@ class Store:
     async def update_worker(self, worker_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{name} = ?" for name in fields)
         await self._db.execute(f"UPDATE workers SET {sets} WHERE id = ?", (*fields.values(), worker_id))
+
+    async def worker_node(self, worker_id: str | None) -> str:
+        row = await self._one("SELECT node FROM workers WHERE id = ?", (worker_id,)) if worker_id else None
+        return row[0] if row else ""
 
     async def worker_token_hash(self, worker_id: str) -> str | None:
         row = await self._one(

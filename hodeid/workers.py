@@ -67,6 +67,19 @@ class Pool:
     def infos(self) -> list[WorkerInfo]:
         return [w.info() for w in self.live()]
 
+    def locate(self, worker: Worker) -> None:
+        """Learn (in the background) which machine a newly registered worker runs on, for `workers` and `show`."""
+        if worker.provider == self.provider.name and worker.handle:
+            self.tasks.spawn(self._locate(worker), name=f"locate-{worker.id}")
+
+    async def _locate(self, worker: Worker) -> None:
+        try:
+            worker.node = await self.provider.node(worker.handle)
+            if worker.node:
+                await self.store.update_worker(worker.id, node=worker.node)
+        except Exception as e:
+            log.info("cannot tell where worker %s runs: %s", worker.id, e)
+
     async def set_state(self, worker: Worker, state: WorkerState) -> None:
         old = worker.state
         if old is state:

@@ -134,6 +134,11 @@ def test_six_jobs_from_zero_spread_over_the_three_nodes(swarmd, cluster: Cluster
     jobs = [d.wait_final(jid, timeout=180) for jid in ids]
     assert [j["state"] for j in jobs] == ["succeeded"] * 6
     assert {node_of(d, j) for j in jobs} == set(cluster.nodes)
+    # `show` and `workers` name the node each job and worker ran on, as the job itself saw it
+    assert all(d.job(j["id"])["node"] == node_of(d, j) for j in jobs)
+    table = d.ctl("workers").stdout.decode()
+    assert "node" in table.splitlines()[0].lower().split() and all(n in table for n in cluster.nodes)
+    assert {w["node"] for w in d.workers()} == set(cluster.nodes)
     assert max(j["started_at"] for j in jobs) < min(j["finished_at"] for j in jobs)
     workers = d.workers()
     assert len(workers) == 6 and all(w["provider"] == "swarm" for w in workers)

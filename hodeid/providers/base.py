@@ -24,6 +24,10 @@ class Provider(Protocol):
         """Last resort when an agent does not answer a cancel: kill the job's process group."""
         ...
 
+    async def node(self, handle: str) -> str:
+        """The machine the worker runs on, when it is not this host ("" for this host)."""
+        ...
+
     async def managed(self) -> dict[str, str]:
         """Workers of this provider that exist now, even ones the daemon forgot: worker id -> handle."""
         ...

@@ -194,6 +194,9 @@ class DockerProvider(EngineClient):
         except Exception as e:
             log.info("kill of container %s: %s", handle[:12], e)
 
+    async def node(self, handle: str) -> str:
+        return ""  # this host's engine
+
     async def managed(self) -> dict[str, str]:
         """Containers of ours: labelled managed, and of this instance or of none."""
         try:

@@ -77,5 +77,8 @@ class LocalProvider:
     async def managed(self) -> dict[str, str]:
         return {}
 
+    async def node(self, handle: str) -> str:
+        return ""  # this host
+
     async def close(self) -> None:
         pass

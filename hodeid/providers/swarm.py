@@ -219,7 +219,7 @@ class SwarmProvider(EngineClient):
         tasks = await self.docker.tasks.list(filters={"service": [handle]})
         return max(tasks, key=lambda t: t.get("Version", {}).get("Index", 0)) if tasks else None
 
-    async def node_of(self, handle: str) -> str:
+    async def node(self, handle: str) -> str:
         """The hostname of the node the worker's task was placed on ("" before it is placed)."""
         try:
             task = await self.task(handle)
