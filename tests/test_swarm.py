@@ -173,13 +173,31 @@ def test_live_output_in_order_then_cancel_delivers_sigterm_and_leaves_no_service
              what="no hodei service or container left after a stop")
 
 
-def test_a_job_ignoring_sigterm_is_killed_after_the_grace(swarmd) -> None:
-    d: Daemon = swarmd()
+def test_a_job_ignoring_sigterm_is_killed_after_the_grace(swarmd, cluster: Cluster) -> None:
+    """Cancel with a grace of 1 s: the job that traps TERM is SIGKILLed; no process of it is left on its
+    node. --cpus and --memory are the service's limits and reservations."""
+    d: Daemon = swarmd("--cpus", "0.5", "--memory", "256m")
     jid = d.submit("trap '' TERM; echo armed; while :; do sleep 0.2; done")
     wait_for(lambda: d.output(jid) == b"armed\n", timeout=120, what="the job to arm its trap")
+    job = d.job(jid)
+    (spec,) = json.loads(cluster.docker("service", "inspect", f"hodei-worker-{job['worker_id']}"))
+    resources = spec["Spec"]["TaskTemplate"]["Resources"]
+    assert resources["Limits"] == resources["Reservations"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 << 20}
+    (container,) = cluster.docker("ps", "-q", "--filter", f"label=hodei.worker-id={job['worker_id']}",
+                                  node=job["node"]).split()
+    assert any("while :" in p for p in procs_in(cluster, job["node"], container))
     d.ctl("cancel", "--grace", "1", str(jid))
     final = d.wait_final(jid, timeout=60)
     assert final["state"] == "cancelled"
+    wait_for(lambda: not any("while :" in p for p in procs_in(cluster, job["node"], container)), timeout=10,
+             what="no process of the job left in its container")
+
+
+def procs_in(cluster: Cluster, node: str, container: str) -> list[str]:
+    """Command lines of the processes running in a container on a node."""
+    script = 'for p in /proc/[0-9]*; do tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done'
+    out = cluster.docker("exec", container, "sh", "-c", script, node=node)
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def test_stray_service_is_removed_at_start_and_idle_workers_go(swarmd, cluster: Cluster) -> None:
