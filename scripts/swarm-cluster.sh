@@ -12,7 +12,8 @@
 #     (addresses $SUBNET.11..13, no default route), joined to it by veth pairs;
 #   - FORWARD rules: ACCEPT inside the bridge, DROP whatever would leave it;
 #   - in each namespace a dockerd with its own hostname (a UTS namespace), mount namespace, data root,
-#     exec root (its own containerd), /etc/docker (its own engine key), socket $RUN/swN.sock and cgroup parent /hodei-swN, with a
+#     exec root (its own containerd: a system containerd's socket is hidden from it), /etc/docker
+#     (its own engine key), socket $RUN/swN.sock and cgroup parent /hodei-swN, with a
 #     resolv.conf naming 127.0.0.1 so that image lookups fail at once instead of timing out;
 #   - one swarm: sw1 the manager (`--dispatcher-heartbeat 1s`, so a dead node shows Down in seconds),
 #     sw2 and sw3 workers;
@@ -147,7 +148,7 @@ start_engine() {
     net="$(ns "$n")"
     mapfile -t pids < <(node_pids "$n" | sort -u)
     if [ "${#pids[@]}" -gt 0 ]; then kill -KILL "${pids[@]}" 2>/dev/null || true; fi
-    mkdir -p "$STATE/$n/data" "$STATE/$n/etc" "$RUN/$n"
+    mkdir -p "$STATE/$n/data" "$STATE/$n/etc" "$STATE/$n/run-containerd" "$RUN/$n" /etc/docker
     printf 'nameserver 127.0.0.1\n' >"$STATE/$n/resolv.conf"
     printf '127.0.0.1 localhost\n%s hodei-%s\n' "$(addr "$n")" "$n" >"$STATE/$n/hosts"
     # `ip netns exec` would remount /sys, and dockerd then finds no devices cgroup: nsenter instead.
@@ -156,6 +157,7 @@ start_engine() {
         mount --bind '$STATE/$n/resolv.conf' /etc/resolv.conf &&
         mount --bind '$STATE/$n/hosts' /etc/hosts &&
         mount --bind '$STATE/$n/etc' /etc/docker &&
+        if [ -d /run/containerd ]; then mount --bind '$STATE/$n/run-containerd' /run/containerd; fi &&
         exec dockerd --data-root '$STATE/$n/data' --exec-root '$RUN/$n' --pidfile '$RUN/$n.pid' \
             -H 'unix://$(sock "$n")' --bridge=none --iptables=false --ip-masq=false \
             --cgroup-parent /hodei-$n --insecure-registry '$REGISTRY' --log-level warn" \
@@ -185,7 +187,6 @@ registry_answers() { exec 3<>"/dev/tcp/$SUBNET.1/5000"; }
 up() {
     [ "$(id -u)" -eq 0 ] || fail "this script must run as root (it makes namespaces and starts engines)"
     need_packages
-    [ -S /run/containerd/containerd.sock ] && fail "/run/containerd/containerd.sock exists: every node's dockerd would share that containerd"
     docker image inspect "$IMAGE" >/dev/null 2>&1 || fail "the host engine has no $IMAGE to copy (run scripts/docker-setup.sh)"
     down
     local t0=$SECONDS n token pid
