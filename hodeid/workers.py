@@ -113,6 +113,10 @@ class Pool:
             if room <= 0 and queued > starting:
                 self._make_room(image)
 
+    async def _note_waiting(self, image: str, why: str) -> None:
+        """Say on the queued jobs of a pool why no worker of it runs yet."""
+        await self.store.note_queued("" if image == self.default_image else image, f"waiting for a worker: {why}")
+
     def _make_room(self, image: str) -> None:
         """At --max-workers with jobs waiting for another image: retire one idle worker of an unneeded image."""
         for worker in self.idle():
@@ -133,8 +137,7 @@ class Pool:
             self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
             self._backoff_until = time.monotonic() + self._backoff
             log.error("cannot start a %s worker: %s (next try in %.0fs)", self.provider.name, message, self._backoff)
-            job_image = "" if image == self.default_image else image
-            await self.store.note_queued(job_image, f"waiting for a worker: {message}")
+            await self._note_waiting(image, message)
             await self._forget(worker, S.GONE)
             self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
             return None
@@ -287,6 +290,9 @@ class Pool:
                     why = gone or f"its agent did not register within {cfg.provision_timeout:g}s"
                     log.warning("removing worker %s: %s", worker.id, why)
                     await self._forget(worker, S.GONE)
+                    await self._note_waiting(worker.image, why)
+                elif worker.handle and (why := await self.provider.waiting(worker.handle)):
+                    await self._note_waiting(worker.image, why)
                 continue
             gone = await self.provider.exited(worker.handle) if worker.handle else None
             silent = now - worker.last_seen

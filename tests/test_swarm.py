@@ -243,6 +243,14 @@ def test_constraint_places_the_job_on_that_node_in_a_pool_of_its_own(swarmd, clu
     assert spec["Spec"]["TaskTemplate"]["Placement"]["Constraints"] == ["node.hostname==hodei-sw2"]
 
 
+def test_a_job_no_node_satisfies_waits_with_a_reason_that_says_so(swarmd) -> None:
+    d: Daemon = swarmd()
+    jid = d.submit("--constraint", "node.labels.gpu==true", "true")
+    job = wait_for(lambda: "cannot place" in (j := d.job(jid))["reason"] and j, timeout=60,
+                   what="the job's reason to say the swarm cannot place it")
+    assert job["state"] == "queued" and "constraints not satisfied" in job["reason"], job["reason"]
+
+
 def test_node_engine_stopped_mid_job_loses_it_naming_the_node_and_the_retry_runs_elsewhere(
         swarmd, cluster: Cluster) -> None:
     """A worker node's engine killed under a running job: within the heartbeat timeout the attempt is lost

@@ -24,6 +24,10 @@ class Provider(Protocol):
         """Last resort when an agent does not answer a cancel: kill the job's process group."""
         ...
 
+    async def waiting(self, handle: str) -> str | None:
+        """Why a started worker does not run yet (no node can take it, ...), or None."""
+        ...
+
     async def node(self, handle: str) -> str:
         """The machine the worker runs on, when it is not this host ("" for this host)."""
         ...

@@ -194,6 +194,9 @@ class DockerProvider(EngineClient):
         except Exception as e:
             log.info("kill of container %s: %s", handle[:12], e)
 
+    async def waiting(self, handle: str) -> str | None:
+        return None  # it starts at once or fails
+
     async def node(self, handle: str) -> str:
         return ""  # this host's engine
 

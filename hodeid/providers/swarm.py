@@ -229,6 +229,17 @@ class SwarmProvider(EngineClient):
             return ""
         return (await self.node_name(task["NodeID"]))[0]
 
+    async def waiting(self, handle: str) -> str | None:
+        """A task the scheduler cannot place yet says why (no node satisfies the constraints or has room)."""
+        try:
+            task = await self.task(handle)
+        except Exception:
+            return None
+        status = (task or {}).get("Status", {})
+        if status.get("State") == "pending" and status.get("Err"):
+            return f"the swarm cannot place it: {status['Err']}"
+        return None
+
     async def exited(self, handle: str) -> str | None:
         try:
             await self.docker.services.inspect(handle)
