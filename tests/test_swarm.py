@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, need_root, wait_for
+from conftest import Daemon, need_root, processes_with_env, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "swarm-cluster.sh"
@@ -191,6 +192,26 @@ def test_a_job_ignoring_sigterm_is_killed_after_the_grace(swarmd, cluster: Clust
     assert final["state"] == "cancelled"
     wait_for(lambda: not any("while :" in p for p in procs_in(cluster, job["node"], container)), timeout=10,
              what="no process of the job left in its container")
+
+
+def test_cancel_with_a_silent_agent_removes_the_service_and_every_process(swarmd, cluster: Cluster) -> None:
+    """The agent is frozen (SIGSTOP): after the grace and the daemon's slack, hodeid removes the worker's
+    service, so the job's processes die with its container, and the job ends cancelled saying so. (The
+    heartbeat timeout is longer than grace + slack here: else the silent worker is lost first.)"""
+    d: Daemon = swarmd("--heartbeat-timeout", "30")
+    jid = d.submit("echo started; while :; do sleep 0.2; done")
+    wait_for(lambda: d.output(jid) == b"started\n", timeout=120, what="the job to start")
+    worker = d.job(jid)["worker_id"]
+    procs = processes_with_env("HODEI_WORKER_ID", worker)  # the agent and the job: one kernel for all nodes
+    agent = [p for p in procs if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[1:2] == [b"/opt/hodei/bin/hodei-agent"]]
+    assert len(agent) == 1 and len(procs) >= 2
+    os.kill(agent[0], signal.SIGSTOP)
+    d.ctl("cancel", "--grace", "1", str(jid))
+    final = d.wait_final(jid, timeout=60)
+    assert final["state"] == "cancelled" and "did not answer" in final["reason"]
+    wait_for(lambda: f"hodei-worker-{worker}" not in cluster.services(), timeout=30, what="its service to go")
+    wait_for(lambda: not processes_with_env("HODEI_WORKER_ID", worker), timeout=30,
+             what="no process of the worker or the job left")
 
 
 def procs_in(cluster: Cluster, node: str, container: str) -> list[str]:
