@@ -43,7 +43,4 @@ async def recover(app: App) -> None:
     for job in active:
         if job.info.worker_id not in live:
             await app.jobs.lost(job.info.id, "hodeid restarted and the job's worker is gone")
-    for worker_id, handle in (await provider.managed()).items():
-        if worker_id not in live:
-            log.info("removing stray worker %s (%s)", worker_id, handle)
-            await provider.stop(handle, force=True)
+    await pool.remove_strays()

@@ -26,6 +26,7 @@ from hodeid.worker import REMOTE, AuthError, Worker, hash_token
 
 log = logging.getLogger("hodeid.workers")
 S = WorkerState
+STRAY_SWEEP = 30.0  # seconds between looks for workers of ours that the daemon does not know
 
 
 class Pool:
@@ -39,6 +40,7 @@ class Pool:
         self.on_idle: Callable[[], None] = lambda: None  # the scheduler's wake-up
         self._backoff = 0.0
         self._backoff_until = 0.0
+        self._swept = time.monotonic()
         self._removals: set[asyncio.Task[Any]] = set()
         self.remote_pools: set[str] = set()  # --image names served by remote agents, never provisioned here
 
@@ -273,9 +275,19 @@ class Pool:
 
     # ---- supervision ----------------------------------------------------------------------------
 
+    async def remove_strays(self) -> None:
+        """Remove the provider's workers this daemon does not know (left by a crash, or made by hand)."""
+        for worker_id, handle in (await self.provider.managed()).items():
+            if worker_id not in self.workers:
+                log.info("removing stray worker %s (%s)", worker_id, handle)
+                await self.provider.stop(handle, force=True)
+
     async def check(self) -> None:
-        """One pass of supervision: unregistered, silent, dead and idle-too-long workers."""
+        """One pass of supervision: unregistered, silent, dead and idle-too-long workers; now and then strays."""
         now = time.monotonic()
+        if now - self._swept > STRAY_SWEEP:
+            self._swept = now
+            self.tasks.spawn(self.remove_strays(), name="remove-strays")
         cfg = self.config
         idle_count = len(self.idle())
         for worker in list(self.workers.values()):

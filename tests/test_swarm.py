@@ -221,15 +221,20 @@ def procs_in(cluster: Cluster, node: str, container: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def test_stray_service_is_removed_at_start_and_idle_workers_go(swarmd, cluster: Cluster) -> None:
+def test_stray_services_are_removed_at_start_and_while_running_and_idle_workers_go(swarmd, cluster: Cluster) -> None:
     d: Daemon = swarmd("--idle-timeout", "3", start=False)
-    stray = "hodei-worker-stray"
-    cluster.docker("service", "create", "-d", "-q", "--name", stray, "--label", "hodei.managed=true", "--label",
-                   "hodei.worker-id=stray", "--restart-condition", "none", "--network", "host",
-                   "--entrypoint", "/bin/sleep", cluster.image, "600")
-    assert stray in cluster.services()
+    def stray(name: str) -> str:
+        cluster.docker("service", "create", "-d", "-q", "--name", name, "--label", "hodei.managed=true", "--label",
+                       f"hodei.worker-id={name}", "--restart-condition", "none", "--network", "host",
+                       "--entrypoint", "/bin/sleep", cluster.image, "600")
+        assert name in cluster.services()
+        return name
+
+    first = stray("hodei-worker-stray1")
     d.start()
-    wait_for(lambda: stray not in cluster.services(), timeout=30, what="the stray service to be removed")
+    wait_for(lambda: first not in cluster.services(), timeout=30, what="the stray service to be removed at start")
+    second = stray("hodei-worker-stray2")  # made while hodeid runs: its periodic sweep (30 s) removes it
+    wait_for(lambda: second not in cluster.services(), timeout=75, interval=0.5, what="the second stray to go")
     jid = d.submit("true")
     assert d.wait_final(jid, timeout=120)["state"] == "succeeded"
     wait_for(lambda: cluster.services() == [] and d.workers() == [], timeout=60,
