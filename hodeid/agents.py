@@ -104,7 +104,7 @@ class AgentSession:
         log.info("worker %s %s%s", worker.id, "registered" if worker.state is WorkerState.STARTING else "reconnected",
                  f" holding job {job_id}" if job_id is not None else "")
         if worker.state is WorkerState.STARTING:
-            app.pool.locate(worker)
+            app.pool.registered(worker)
         worker.ready = True
         if held is not None and held != job_id:  # the assignment never reached the agent, or its process is gone
             worker.release()

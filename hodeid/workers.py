@@ -69,8 +69,15 @@ class Pool:
     def infos(self) -> list[WorkerInfo]:
         return [w.info() for w in self.live()]
 
-    def locate(self, worker: Worker) -> None:
-        """Learn (in the background) which machine a newly registered worker runs on, for `workers` and `show`."""
+    def _back_off(self) -> None:
+        """No new worker for a while: one could not be started, or died before its agent registered."""
+        self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
+        self._backoff_until = time.monotonic() + self._backoff
+        self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
+
+    def registered(self, worker: Worker) -> None:
+        """A new worker's agent registered: learn, in the background, which machine it runs on, for
+        `workers` and `show`."""
         if worker.provider == self.provider.name and worker.handle:
             self.tasks.spawn(self._locate(worker), name=f"locate-{worker.id}")
 
@@ -136,12 +143,10 @@ class Pool:
             worker.handle = await self.provider.start(worker_id, token, image)
         except Exception as e:  # a provider error must not take the daemon down
             message = str(e) or type(e).__name__
-            self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
-            self._backoff_until = time.monotonic() + self._backoff
+            self._back_off()
             log.error("cannot start a %s worker: %s (next try in %.0fs)", self.provider.name, message, self._backoff)
             await self._note_waiting(image, message)
             await self._forget(worker, S.GONE)
-            self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
             return None
         self._backoff = 0.0
         await self.store.update_worker(worker_id, handle=worker.handle)
@@ -303,6 +308,8 @@ class Pool:
                     log.warning("removing worker %s: %s", worker.id, why)
                     await self._forget(worker, S.GONE)
                     await self._note_waiting(worker.image, why)
+                    if gone:  # it died (an image no node has, ...): a second before the next, not a churn
+                        self._back_off()
                 elif worker.handle and (why := await self.provider.waiting(worker.handle)):
                     await self._note_waiting(worker.image, why)
                 continue
