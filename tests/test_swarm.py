@@ -277,6 +277,31 @@ def test_a_job_no_node_satisfies_waits_with_a_reason_that_says_so(swarmd) -> Non
     assert job["state"] == "queued" and "constraints not satisfied" in job["reason"], job["reason"]
 
 
+def test_build_image_push_then_every_node_pulls_it(swarmd, cluster: Cluster, monkeypatch) -> None:
+    """`hodeid build-image --push REGISTRY/NAME:TAG` on the manager's engine puts the image in the registry;
+    a job on a node that never had it runs in it (the node pulls it)."""
+    monkeypatch.setenv("DOCKER_HOST", cluster.manager)
+    tag = f"{cluster.env['HODEI_SWARM_REGISTRY']}/hodei-worker:pushed-{os.getpid()}"
+    res = subprocess.run([str(ROOT / ".venv" / "bin" / "hodeid"), "build-image", "-q", "--base", cluster.image,
+                          "--push", tag], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "pushed" in res.stderr.splitlines()[-1]
+    assert cluster.docker("image", "ls", "-q", tag, node="hodei-sw3").strip() == ""
+    d: Daemon = swarmd("--image", tag)
+    out = d.ctl("submit", "-f", "--constraint", "node.hostname==hodei-sw3", "hostname").stdout.decode()
+    assert out.split() == ["hodei-sw3"]
+    assert cluster.docker("image", "ls", "-q", tag, node="hodei-sw3").strip() != ""
+
+
+def test_an_image_no_node_can_pull_leaves_the_job_waiting_with_the_reason(swarmd, cluster: Cluster) -> None:
+    d: Daemon = swarmd("--image", f"{cluster.env['HODEI_SWARM_REGISTRY']}/no-such-image:1")
+    jid = d.submit("true")
+    job = wait_for(lambda: "waiting for a worker" in (j := d.job(jid))["reason"] and j, timeout=90,
+                   what="a reason on the waiting job")
+    assert job["state"] == "queued" and "No such image: " in job["reason"] and "rejected" in job["reason"], job
+    assert d.ctl("list").returncode == 0  # the daemon keeps serving
+
+
 def test_node_engine_stopped_mid_job_loses_it_naming_the_node_and_the_retry_runs_elsewhere(
         swarmd, cluster: Cluster) -> None:
     """A worker node's engine killed under a running job: within the heartbeat timeout the attempt is lost
