@@ -34,8 +34,9 @@ log = logging.getLogger("hodeid.swarm")
 SECRET_DIR = "/run/secrets"
 TOKEN_FILE = "hodei-token"
 CA_FILE = "hodei-ca.pem"
-# The agent reads its token from the secret file; the entry point is the image's agent, started by a
-# shell so that any worker image (with /bin/sh) works, whatever its agent's version.
+# A shell reads the token from its secret file once and starts the image's agent with it, so that any
+# worker image (with /bin/sh) works whatever its agent's version: the token is in the agent's environment
+# (which jobs do not inherit), never in the service's spec.
 AGENT_COMMAND = [
     "/bin/sh", "-c",
     (f'HODEI_WORKER_TOKEN="$(cat {SECRET_DIR}/{TOKEN_FILE})" && export HODEI_WORKER_TOKEN'
