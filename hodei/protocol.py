@@ -92,6 +92,7 @@ class JobSpec(msgspec.Struct, omit_defaults=True):
     nofile: int | None = None
     retries: int = 0  # run again this many times at most when lost (and when failed, with retry_on_failure)
     retry_on_failure: bool = False
+    constraints: list[str] = []  # swarm placement constraints (node.hostname==build2, ...)
 
 
 class JobInfo(msgspec.Struct, omit_defaults=False):
@@ -114,6 +115,7 @@ class JobInfo(msgspec.Struct, omit_defaults=False):
     grace: float = 10.0
     image: str = ""
     attempt: int = 1
+    node: str = ""  # the machine its worker ran on, when not this host (filled in by `show`)
     log_bytes: int = 0
     retries: int = 0
 
@@ -128,6 +130,7 @@ class WorkerInfo(msgspec.Struct, omit_defaults=False):
     created_at: float
     last_heartbeat: float | None
     jobs_run: int = 0
+    node: str = ""  # the machine it runs on, when not this host (a swarm node's hostname)
 
 
 class Assignment(msgspec.Struct, omit_defaults=True):

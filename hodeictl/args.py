@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from hodei.errors import HodeiError
+from hodei.pools import constraint_problem
 from hodei.protocol import JobSpec
 from hodeictl.client import Client, spec_from_cli
 
@@ -63,6 +64,7 @@ def submit_spec(
     image: str = "",
     retries: int = 0,
     retry_on_failure: bool = False,
+    constraint: list[str] | None = None,
 ) -> JobSpec:
     """The job `hodeictl submit` asks for, or one clear line and exit status 2."""
     if retries < 0:
@@ -77,6 +79,10 @@ def submit_spec(
         fail("--grace must be zero or a positive number of seconds")
     if not -(2**31) < priority < 2**31:
         fail("--priority must be between -2147483647 and 2147483647")
+    for c in constraint or []:
+        if problem := constraint_problem(c):
+            fail(problem)
     return spec_from_cli(command, name=name, env=pairs(env or [], "--env"), cwd=os.path.abspath(cwd) if cwd else "",
                          timeout=timeout, grace=grace, priority=priority, labels=pairs(label or [], "--label"),
-                         image=image, retries=retries, retry_on_failure=retry_on_failure)
+                         image=image, retries=retries, retry_on_failure=retry_on_failure,
+                         constraints=constraint or [])

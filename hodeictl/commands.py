@@ -105,6 +105,8 @@ SUBMIT = Command(
         Opt("--image", help="worker image (docker provider)"),
         Opt("--retries", kind=INT, default=0, help="run again up to N times if its worker is lost"),
         Opt("--retry-on-failure", kind=FLAG, help="retry failed runs too"),
+        Opt("--constraint", many=True, metavar="EXPR",
+            help="swarm placement, e.g. node.hostname==build2; repeatable"),
         Opt("--follow", "-f", kind=FLAG, help="follow the output; exit with the job's status"),
         Opt("--from", dest="from_file", metavar="FILE",
             help="queue each line of FILE (- for stdin) as a shell command, with these options;"

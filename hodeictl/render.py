@@ -110,11 +110,12 @@ def jobs_table(jobs: Iterable[JobInfo]) -> None:
 
 
 def workers_table(workers: list[WorkerInfo]) -> None:
+    nodes = any(w.node for w in workers)  # a NODE column only when some worker runs elsewhere (swarm)
     table(
-        ["ID", "PROVIDER", "STATE", "JOB", "IMAGE", "AGE", "LAST HEARTBEAT", "JOBS RUN"],
+        ["ID", "PROVIDER", "STATE", "JOB", "IMAGE", *(["NODE"] if nodes else []), "AGE", "LAST HEARTBEAT", "JOBS RUN"],
         [
-            [w.id, w.provider, str(w.state), str(w.job_id or "-"), w.image or "-", ago(w.created_at).replace(" ago", ""),
-             ago(w.last_heartbeat), str(w.jobs_run)]
+            [w.id, w.provider, str(w.state), str(w.job_id or "-"), w.image or "-", *([w.node or "-"] if nodes else []),
+             ago(w.created_at).replace(" ago", ""), ago(w.last_heartbeat), str(w.jobs_run)]
             for w in workers
         ],
     )
@@ -133,6 +134,7 @@ def show_job(job: JobInfo) -> None:
         ("cwd", job.cwd or "-"),
         ("timeout", f"{job.timeout:g}s" if job.timeout else "-"),
         ("worker", job.worker_id or "-"),
+        *([("node", job.node)] if job.node else []),
         ("attempt", f"{job.attempt}" + (f" (of at most {job.retries + 1})" if job.retries else "")),
         ("created", _stamp(job.created_at)),
         ("started", _stamp(job.started_at)),

@@ -144,16 +144,39 @@ async def build(context: bytes, tag: str, base: str, labels: dict[str, str], qui
         await docker.close()
 
 
+def split_tag(ref: str) -> tuple[str, str]:
+    """``registry:5000/name:tag`` -> (``registry:5000/name``, ``tag``); no tag is ``latest``."""
+    name, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:  # no colon, or the colon is a registry's port
+        return ref, "latest"
+    return name, tag
+
+
+async def push(ref: str) -> None:
+    """Push the image to the registry its name starts with, so that every swarm node can pull it."""
+    docker = aiodocker.Docker()
+    name, tag = split_tag(ref)
+    try:
+        await docker.images.push(name, tag=tag)
+    except aiodocker.DockerError as e:
+        raise ProviderError(f"cannot push {ref}: {e.message}") from e
+    finally:
+        await docker.close()
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="hodeid build-image", description="Build the hodei worker image (no network needed).")
     p.add_argument("--base", default=DEFAULT_BASE, help=f"base image with python3 and venv (default {DEFAULT_BASE})")
     p.add_argument("--tag", default="hodei-worker:latest", help="image tag to build")
+    p.add_argument("--push", metavar="REGISTRY/NAME:TAG", default="",
+                   help="build the image as this tag and push it there, for the nodes of a swarm to pull")
     p.add_argument("--source", type=Path, default=None,
                    help="hodei source checkout to build from (default: the hodei this hodeid runs from)")
     p.add_argument("--wheels", type=Path, default=None, help="use these wheels instead of running pip wheel")
     p.add_argument("--label", action="append", default=[], help="KEY=VALUE image label, repeatable")
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args(argv)
+    args.tag = args.push or args.tag
     try:
         labels = dict(item.partition("=")[::2] for item in args.label)
         with tempfile.TemporaryDirectory(prefix="hodei-build-") as tmp:
@@ -164,10 +187,13 @@ def main(argv: list[str]) -> None:
                 make_wheels(source, wheels)
             print(f"hodeid: building {args.tag} on {args.base}", file=sys.stderr)
             asyncio.run(build(context_tar(DOCKERFILE, wheels), args.tag, args.base, labels, args.quiet))
+        if args.push:
+            print(f"hodeid: pushing {args.push}", file=sys.stderr)
+            asyncio.run(push(args.push))
     except HodeiError as e:
         print(f"hodeid: {e}", file=sys.stderr)
         sys.exit(1)
     except (OSError, aiodocker.DockerError) as e:
         print(f"hodeid: cannot reach the Docker engine: {e}", file=sys.stderr)
         sys.exit(1)
-    print(f"hodeid: built {args.tag}", file=sys.stderr)
+    print(f"hodeid: built {args.tag}{' and pushed it' if args.push else ''}", file=sys.stderr)

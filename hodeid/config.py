@@ -14,7 +14,7 @@ from hodei.paths import agent_socket_for, default_socket, default_state_dir
 MAX_WORKERS = 1024
 SOCKET_PATH_MAX = 107  # bytes: a Unix socket's path, without its NUL, must fit sockaddr_un's 108
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-PROVIDERS = ("local", "docker", "auto")
+PROVIDERS = ("local", "docker", "swarm", "auto")
 # flag -> (Config field, lowest, highest); every number is also refused when it is not finite (nan, inf)
 LIMITS: dict[str, tuple[str, float, float]] = {
     "--max-workers": ("max_workers", 1, MAX_WORKERS),
@@ -43,7 +43,7 @@ class Config:
     agent_socket: Path | None = None  # default: agent/agent.sock beside the control socket
     socket_group: str | None = None  # control socket 0660 with this group instead of 0600
     admin_group: str | None = None  # members see and cancel every user's jobs, as root does
-    provider: str = "local"  # local | docker | auto
+    provider: str = "local"  # local | docker | swarm | auto
     max_workers: int = field(default_factory=lambda: min(os.cpu_count() or 1, MAX_WORKERS))
     min_idle: int = 0
     idle_timeout: float = 60.0

@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import msgspec
+
 from hodei.errors import HodeiError, InvalidTransition
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
@@ -91,7 +93,8 @@ class CtlSession:
             case GetJob(job_id=job_id, history=history):
                 job = await self._job(job_id)
                 events = await app.store.job_events(job_id) if history else []
-                await send(JobReply(job=job.info, history=events))
+                node = await app.store.worker_node(job.info.worker_id)
+                await send(JobReply(job=msgspec.structs.replace(job.info, node=node), history=events))
             case ListJobs(states=states, limit=limit):
                 owner = None if self.sees_all else self.uid
                 pages = JobPages(self.writer)

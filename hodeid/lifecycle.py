@@ -189,6 +189,8 @@ class Lifecycle:
         job_id, held = ready.job_id, worker.job_id
         log.info("worker %s %s%s", worker.id, "registered" if worker.state is W.STARTING else "reconnected",
                  f" holding job {job_id}" if job_id is not None else "")
+        if worker.state is W.STARTING:
+            self.pool.registered(worker)
         worker.ready = True
         if held is not None and held != job_id:  # the assignment never reached the agent, or its process is gone
             worker.release()

@@ -33,13 +33,11 @@ async def recover(app: App) -> None:
         token_hash = await store.worker_token_hash(info.id) or ""
         worker = Worker(info.id, provider_name, info.image, token_hash)
         worker.handle = handle
+        worker.node = info.node
         pool.adopt(worker, by_worker.get(info.id))
         log.info("waiting for worker %s (%s) to reconnect", info.id, worker.state)
     live = set(pool.workers)
     for job in active:
         if job.info.worker_id not in live:
             await app.jobs.lost(job.info.id, "hodeid restarted and the job's worker is gone")
-    for worker_id, handle in (await provider.managed()).items():
-        if worker_id not in live:
-            log.info("removing stray worker %s (%s)", worker_id, handle)
-            await provider.stop(handle, force=True)
+    await pool.remove_strays()

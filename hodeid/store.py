@@ -20,6 +20,7 @@ import aiosqlite
 import msgspec
 
 from hodei.errors import HodeiError, InvalidTransition, StateDirError
+from hodei.pools import pool_key
 from hodei.protocol import JobEvent, JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
 from hodeid.worker import handle_pid
 
@@ -31,7 +32,7 @@ _JOB_COLUMNS = (
     "id, name, state, spec, priority, exit_code, signal, reason, created_at, started_at, finished_at,"
     " worker_id, attempt, log_bytes, owner_uid, pid, pid_start, cancel_reason, cancel_grace"
 )
-_WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run"
+_WORKER_COLUMNS = "id, provider, state, job_id, image, handle, created_at, last_heartbeat, jobs_run, node"
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -93,6 +94,7 @@ def _worker_from_row(row: Any) -> WorkerInfo:
         created_at=row[6],
         last_heartbeat=row[7],
         jobs_run=row[8],
+        node=row[9],
     )
 
 
@@ -275,7 +277,7 @@ class Store:
         row = await self._one(
             "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at)"
             f" VALUES (?, 'queued', ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
-            (spec.name, _spec_encoder.encode(spec), spec.priority, spec.image, owner_uid, time.time()),
+            (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints), owner_uid, time.time()),
         )
         return _job_from_row(row)
 
@@ -284,7 +286,7 @@ class Store:
         transaction around several: other tasks' statements share this connection meanwhile.)"""
         now = time.time()
         params = [v for spec in specs for v in
-                  (spec.name, _spec_encoder.encode(spec), spec.priority, spec.image, owner_uid, now)]
+                  (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints), owner_uid, now)]
         rows = await self._all(
             "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at) VALUES "
             + ", ".join(["(?, 'queued', ?, ?, ?, ?, ?)"] * len(specs)) + f" RETURNING {_JOB_COLUMNS}",
@@ -486,6 +488,10 @@ class Store:
             (to, *fields.values(), worker_id, *allowed),
         )
         return bool(rows)
+
+    async def worker_node(self, worker_id: str | None) -> str:
+        row = await self._one("SELECT node FROM workers WHERE id = ?", (worker_id,)) if worker_id else None
+        return row[0] if row else ""
 
     async def worker_token_hash(self, worker_id: str) -> str | None:
         row = await self._one(

@@ -36,6 +36,12 @@ class FakeProvider:
     async def kill_job(self, handle: str, pid: int, pid_start: str = "") -> None:
         self.killed.append((handle, pid, pid_start))
 
+    async def waiting(self, handle: str) -> str | None:
+        return None
+
+    async def node(self, handle: str) -> str:
+        return ""
+
     async def managed(self) -> dict[str, str]:
         return {}
 

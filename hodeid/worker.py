@@ -40,6 +40,7 @@ class Worker:
         self.image = image
         self.token_hash = token_hash
         self.handle = ""
+        self.node = ""  # the machine it runs on, when its provider says (swarm)
         self.state = S.STARTING
         self.job: StoredJob | None = None  # the attempt it runs, as it was assigned (or recovered)
         self.job_pid: int | None = None
@@ -99,6 +100,7 @@ class Worker:
             created_at=self.created,
             last_heartbeat=time.time() - lag if self.writer is not None else None,
             jobs_run=self.jobs_run,
+            node=self.node,
         )
 
     def send(self, msg: Any) -> bool:

@@ -25,6 +25,7 @@ from hodeid.worker import REMOTE, AuthError, Worker, hash_token
 
 log = logging.getLogger("hodeid.workers")
 S = WorkerState
+STRAY_SWEEP = 30.0  # seconds between looks for workers of ours that the daemon does not know
 
 # Each state a worker may enter, and the states it may enter it from. Every change is checked here
 # (``Pool.move``); a change that is not allowed is refused and logged, never made.
@@ -58,6 +59,7 @@ class Pool:
         self.wakeup = wakeup  # the scheduler's: set when a worker may take work, or room for one was made
         self._backoff = 0.0
         self._backoff_until = 0.0
+        self._swept = time.monotonic()
         self._removals: set[asyncio.Task[Any]] = set()
         self.remote_pools: set[str] = set()  # --image names served by remote agents, never provisioned here
 
@@ -80,12 +82,36 @@ class Pool:
 
     @property
     def default_image(self) -> str:
-        """The image of jobs that name none: the configured one for docker, none for local processes."""
-        return self.config.image if self.provider.name == "docker" else ""
+        """The image of jobs that name none: the configured one for docker and swarm, none for local processes."""
+        return self.config.image if self.provider.name in ("docker", "swarm") else ""
 
     def infos(self, viewer: int | None = None) -> list[WorkerInfo]:
         """What ``workers`` shows; to a ``viewer`` (a uid) who may not see every job, only their own jobs' ids."""
         return [w.info(viewer) for w in self.live()]
+
+    def _back_off(self) -> None:
+        """No new worker for a while: one could not be started, or died before its agent registered."""
+        self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
+        self._backoff_until = time.monotonic() + self._backoff
+        self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
+
+    def registered(self, worker: Worker) -> None:
+        """A new worker's agent registered: learn, in the background, which machine it runs on, for
+        `workers` and `show`."""
+        if worker.provider == self.provider.name and worker.handle:
+            self.tasks.spawn(self._locate(worker), name=f"locate-{worker.id}")
+
+    async def _locate(self, worker: Worker) -> None:
+        try:
+            worker.node = await self.provider.node(worker.handle)
+            if worker.node:
+                await self.store.update_worker(worker.id, node=worker.node)
+        except Exception as e:
+            log.info("cannot tell where worker %s runs: %s", worker.id, e)
+
+    async def _note_waiting(self, image: str, why: str) -> None:
+        """Say on the queued jobs of a pool why no worker of it runs yet."""
+        await self.store.note_queued("" if image == self.default_image else image, f"waiting for a worker: {why}")
 
     async def move(self, worker: Worker, to: WorkerState, **fields: Any) -> bool:
         """The one way a worker changes state: checked against ``ALLOWED_FROM``, saved when the workers
@@ -152,13 +178,10 @@ class Pool:
             worker.handle = await self.provider.start(worker_id, token, image)
         except Exception as e:  # a provider error must not take the daemon down
             message = str(e) or type(e).__name__
-            self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
-            self._backoff_until = time.monotonic() + self._backoff
+            self._back_off()
             log.error("cannot start a %s worker: %s (next try in %.0fs)", self.provider.name, message, self._backoff)
-            job_image = "" if image == self.default_image else image
-            await self.store.note_queued(job_image, f"waiting for a worker: {message}")
+            await self._note_waiting(image, message)
             await self._forget(worker, S.GONE)
-            self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
             return None
         self._backoff = 0.0
         await self.store.update_worker(worker_id, handle=worker.handle)
@@ -304,12 +327,22 @@ class Pool:
         """Still this pool's live worker (not replaced, forgotten, gone or lost since it was looked at)."""
         return self.workers.get(worker.id) is worker and worker.state not in (S.GONE, S.LOST)
 
+    async def remove_strays(self) -> None:
+        """Remove the provider's workers this daemon does not know (left by a crash, or made by hand)."""
+        for worker_id, handle in (await self.provider.managed()).items():
+            if worker_id not in self.workers:
+                log.info("removing stray worker %s (%s)", worker_id, handle)
+                await self.provider.stop(handle, force=True)
+
     async def check(self) -> list[tuple[Worker, str]]:
         """One pass of supervision. Unregistered, stopped and idle-too-long workers are dealt with here;
         the workers that died or went silent are returned with why, for the lifecycle to lose (their
         jobs' ends are its to decide). Each worker is looked at again after every wait: one removed
         meanwhile is left alone."""
         now = time.monotonic()
+        if now - self._swept > STRAY_SWEEP:
+            self._swept = now
+            self.tasks.spawn(self.remove_strays(), name="remove-strays")
         cfg = self.config
         idle_count = len(self.idle())
         lost: list[tuple[Worker, str]] = []
@@ -329,6 +362,11 @@ class Pool:
                     why = gone or f"its agent did not register within {cfg.provision_timeout:g}s"
                     log.warning("removing worker %s: %s", worker.id, why)
                     await self._forget(worker, S.GONE)
+                    await self._note_waiting(worker.image, why)
+                    if gone:  # it died (an image no node has, ...): a second before the next, not a churn
+                        self._back_off()
+                elif worker.handle and (waiting := await self.provider.waiting(worker.handle)):
+                    await self._note_waiting(worker.image, waiting)
                 continue
             silent = now - worker.last_seen
             if gone and worker.state is not S.STOPPING:

@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import Daemon, wait_for
 
 IMAGE = os.environ.get("HODEI_WORKER_IMAGE", "hodei-worker:latest")
@@ -442,3 +441,12 @@ def test_stopping_with_the_engine_gone_logs_why_its_containers_stay(proxied) -> 
     log = d.log()
     assert f"cannot wait for container {container[:12]} to exit: the Docker engine is not reachable" in log
     assert f"cannot remove container {container[:12]}: the Docker engine is not reachable" in log
+
+
+def test_a_constrained_job_waits_with_a_reason_on_the_docker_provider(dockerd) -> None:
+    """Placement constraints are the swarm provider's: on Docker the job waits and says why."""
+    d: Daemon = dockerd()
+    jid = d.submit("--constraint", "node.hostname==build2", "true")
+    job = wait_for(lambda: "provider swarm" in (j := d.job(jid))["reason"] and j, timeout=30,
+                   what="the job's reason to name the swarm provider")
+    assert job["state"] == "queued" and "node.hostname==build2" in job["reason"]

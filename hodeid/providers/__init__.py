@@ -1,4 +1,4 @@
-"""Where workers come from: processes on this host, or Docker containers."""
+"""Where workers come from: processes on this host, Docker containers, or Docker Swarm services."""
 
 from __future__ import annotations
 
@@ -33,4 +33,10 @@ async def make_provider(config: Config) -> Provider:
         return provider
     if config.provider == "auto":
         return LocalProvider(config)
-    raise ValueError(f"unknown provider {config.provider!r}: use local, docker or auto")
+    if config.provider == "swarm":
+        from hodeid.providers.swarm import SwarmProvider
+
+        swarm = SwarmProvider(config, instance_id(config))
+        await swarm.check()
+        return swarm
+    raise ValueError(f"unknown provider {config.provider!r}: use local, docker, swarm or auto")

@@ -25,6 +25,14 @@ class Provider(Protocol):
         leader still has the stamp ``pid_start`` (see ``hodei.procs``)."""
         ...
 
+    async def waiting(self, handle: str) -> str | None:
+        """Why a started worker does not run yet (no node can take it, ...), or None."""
+        ...
+
+    async def node(self, handle: str) -> str:
+        """The machine the worker runs on, when it is not this host ("" for this host)."""
+        ...
+
     async def managed(self) -> dict[str, str]:
         """Workers of this provider that exist now, even ones the daemon forgot: worker id -> handle."""
         ...

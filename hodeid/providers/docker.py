@@ -18,6 +18,7 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from hodei.errors import ProviderError
+from hodei.pools import split_pool
 from hodeid.config import Config
 
 log = logging.getLogger("hodeid.docker")
@@ -71,8 +72,8 @@ def explain(e: Exception) -> str:
     return f"the Docker engine is not reachable: {e}" if str(e) else f"Docker error {type(e).__name__}"
 
 
-class DockerProvider:
-    name = "docker"
+class EngineClient:
+    """A provider's connection to a Docker engine, made on first use (DOCKER_HOST names the engine)."""
 
     def __init__(self, config: Config, instance: str = "") -> None:
         self.config = config
@@ -87,6 +88,15 @@ class DockerProvider:
         if self._docker is None:
             self._docker = aiodocker.Docker()
         return self._docker
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+
+class DockerProvider(EngineClient):
+    name = "docker"
 
     async def check(self) -> None:
         """Fail early, with what to do, when the engine or the worker image is missing."""
@@ -135,6 +145,9 @@ class DockerProvider:
         }
 
     async def start(self, worker_id: str, token: str, image: str) -> str:
+        image, constraints = split_pool(image)
+        if constraints:
+            raise ProviderError(f"placement constraints ({', '.join(constraints)}) need hodeid --provider swarm")
         image = image or self.config.image
         try:
             container = await self.docker.containers.create_or_replace(
@@ -229,6 +242,12 @@ class DockerProvider:
         except Exception as e:
             log.info("kill of container %s: %s", handle[:12], e)
 
+    async def waiting(self, handle: str) -> str | None:
+        return None  # it starts at once or fails
+
+    async def node(self, handle: str) -> str:
+        return ""  # this host's engine
+
     async def managed(self) -> dict[str, str]:
         """Containers of ours: labelled managed, and of this instance or of none."""
         try:
@@ -244,8 +263,3 @@ class DockerProvider:
             if labels.get(LABEL_INSTANCE, "") in ("", self.instance):
                 found[labels.get(LABEL_WORKER) or c.id] = str(c.id)
         return found
-
-    async def close(self) -> None:
-        if self._docker is not None:
-            await self._docker.close()
-            self._docker = None

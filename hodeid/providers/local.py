@@ -92,5 +92,11 @@ class LocalProvider:
     async def managed(self) -> dict[str, str]:
         return {}
 
+    async def waiting(self, handle: str) -> str | None:
+        return None  # it starts at once or fails
+
+    async def node(self, handle: str) -> str:
+        return ""  # this host
+
     async def close(self) -> None:
         pass
