@@ -93,7 +93,7 @@ class Pool:
         """No new worker for a while: one could not be started, or died before its agent registered."""
         self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
         self._backoff_until = time.monotonic() + self._backoff
-        self.tasks.spawn(self._retry_after(self._backoff), name="provision-backoff")
+        self.tasks.spawn(self._wake_after_backoff(), name="provision-backoff")
 
     def registered(self, worker: Worker) -> None:
         """A new worker's agent registered: learn, in the background, which machine it runs on, for
@@ -188,8 +188,11 @@ class Pool:
         log.info("started worker %s (%s)", worker_id, worker.handle)
         return worker
 
-    async def _retry_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+    async def _wake_after_backoff(self) -> None:
+        """Wake the scheduler once the backoff is over: not a moment before, or ``can_scale`` would still
+        say no and nothing else might wake it (a timer may fire a hair early)."""
+        while (left := self._backoff_until - time.monotonic()) > 0:
+            await asyncio.sleep(left + 0.001)
         self.wakeup.set()
 
     # ---- registration ---------------------------------------------------------------------------
