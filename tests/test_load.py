@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from conftest import Daemon
+from conftest import Daemon, wait_for
 from test_remote_agents import free_port, tls  # noqa: F401  (tls is a fixture)
+
+from hodei.frames import encode_frame
+from hodei.protocol import PROTOCOL_VERSION, Hello, ReadLogs, Role
 
 FLOOD = 1100
 
@@ -112,3 +115,55 @@ def test_hodeid_raises_its_own_descriptor_limit_but_jobs_get_the_usual_one(make_
     assert d.wait_final(job)["state"] == "succeeded"
     assert d.output(job) == b"1024\n"
     assert [soft_and_hard(pid)[0] for pid in d.agents()] == ["1024"]
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_stalled_followers_cost_little_memory_and_give_it_back(daemon: Daemon) -> None:
+    """100 `logs -f` connections to a 20 MB log that read nothing: hodeid holds at most a block of it for
+    each (not a megabyte or more), and its memory comes back once they hang up."""
+    assert daemon.proc is not None
+    job = daemon.submit("head -c 20000000 /dev/zero")
+    assert daemon.wait_final(job)["state"] == "succeeded"
+    start = rss_mib(daemon.proc.pid)
+    ask = encode_frame(Hello(version=PROTOCOL_VERSION, role=Role.CTL)) + encode_frame(ReadLogs(job_id=job, follow=True))
+    readers = []
+    try:
+        for _ in range(100):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(daemon.socket))
+            s.sendall(ask)
+            readers.append(s)
+        for s in readers:  # hodeid has queued its first block for each of them by the time it arrives
+            s.settimeout(30)
+            assert s.recv(1, socket.MSG_PEEK)
+        wait_for(lambda: daemon.ctl("list", check=False).returncode == 0, what="hodeid to answer")
+        grown = rss_mib(daemon.proc.pid) - start
+        assert grown < 40, f"hodeid grew by {grown:.0f} MiB for 100 readers that read nothing"
+    finally:
+        for s in readers:
+            s.close()
+    wait_for(lambda: rss_mib(daemon.proc.pid) < start + 16, timeout=20,  # type: ignore[union-attr]
+             what=f"hodeid's RSS to come back near {start:.0f} MiB")
+
+
+def test_many_followers_all_get_the_whole_log(daemon: Daemon) -> None:
+    """50 `logs -f` followers of a job that writes 3 MB each get every byte, in order."""
+    job = daemon.submit("for i in $(seq 1 30); do head -c 100000 /dev/zero | tr '\\0' x; echo \" $i\"; sleep 0.02; done")
+    followers = [daemon.popen_ctl("logs", "-f", str(job)) for _ in range(50)]
+    expected = b"".join(b"x" * 100000 + f" {i}\n".encode() for i in range(1, 31))
+    try:
+        for p in followers:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            assert out == expected
+    finally:
+        for p in followers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    wait_for(lambda: daemon.job(job)["state"] == "succeeded", what="the job to succeed")
+
