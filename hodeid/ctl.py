@@ -169,6 +169,7 @@ class CtlSession:
     async def _logs(self, req: ReadLogs) -> None:
         """Stream one attempt's output (the latest by default); a follower moves on to a retry's."""
         app, writer = self.app, self.writer
+        seen = app.jobs.moves  # taken before each read of the job: a move in between is seen next time
         job = await self._job(req.job_id)
         attempt = req.attempt or job.info.attempt
         if not 1 <= attempt <= job.info.attempt:
@@ -183,9 +184,10 @@ class CtlSession:
         while True:
             changed = app.changes.event(req.job_id)
             records, offset = app.logs.read_from(req.job_id, attempt, offset)
-            if not records:  # caught up: look at the state, then once more at the log
+            if not records and app.jobs.moves != seen:  # caught up, and some job moved: look at this one's state
+                seen = app.jobs.moves
                 job = await app.jobs.get(req.job_id)  # a final state here means all its output is in the file
-                records, offset = app.logs.read_from(req.job_id, attempt, offset)
+                records, offset = app.logs.read_from(req.job_id, attempt, offset)  # then once more at the log
             if records:
                 skip = self._queue_log(records, from_seq, skip)
                 await writer.drain()
