@@ -8,7 +8,7 @@ import os
 import pwd
 import sqlite3
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgspec
 
@@ -41,8 +41,10 @@ from hodei.protocol import (
     PROTOCOL_VERSION,
     Welcome,
 )
+from hodeid import memory
 from hodeid.app import App
 from hodeid.jobs import InvalidSpec, JobNotFound, check_found
+from hodeid.logstore import Record
 from hodeid.pages import JobPages, chunks
 from hodeid.store import StoredJob
 
@@ -111,7 +113,10 @@ class CtlSession:
                 await self._check_all(ids)
                 await self._until_gone(self._answer(ids, wait=True))
             case ReadLogs():
-                await self._until_gone(self._logs(req))
+                try:
+                    await self._until_gone(self._logs(req))
+                finally:
+                    memory.trim_soon()  # what this follower's blocks took goes back once it is done
             case ListWorkers():
                 await send(WorkersReply(workers=app.pool.infos(None if self.sees_all else self.uid)))
             case AddAgent(pool=pool):
@@ -164,6 +169,7 @@ class CtlSession:
     async def _logs(self, req: ReadLogs) -> None:
         """Stream one attempt's output (the latest by default); a follower moves on to a retry's."""
         app, writer = self.app, self.writer
+        seen = app.jobs.moves  # taken before each read of the job: a move in between is seen next time
         job = await self._job(req.job_id)
         attempt = req.attempt or job.info.attempt
         if not 1 <= attempt <= job.info.attempt:
@@ -172,20 +178,18 @@ class CtlSession:
         offset, skip, from_seq = 0, 0, req.from_seq
         if req.tail is not None:
             offset, skip = app.logs.tail_offset(req.job_id, attempt, req.tail)
+        # drain() waits until the kernel has taken every byte, so a follower that reads slowly (or not at all)
+        # costs hodeid one block of records at most, not all it has not read yet.
+        cast(asyncio.WriteTransport, writer.transport).set_write_buffer_limits(high=0)
         while True:
             changed = app.changes.event(req.job_id)
             records, offset = app.logs.read_from(req.job_id, attempt, offset)
-            if not records:  # caught up: look at the state, then once more at the log
+            if not records and app.jobs.moves != seen:  # caught up, and some job moved: look at this one's state
+                seen = app.jobs.moves
                 job = await app.jobs.get(req.job_id)  # a final state here means all its output is in the file
-                records, offset = app.logs.read_from(req.job_id, attempt, offset)
-            for rec in records:
-                if rec.seq <= from_seq:
-                    continue
-                data = rec.data[skip:] if skip else rec.data
-                skip = 0
-                stream = Stream.STDOUT if rec.stream == Stream.STDOUT else Stream.STDERR  # notes go to stderr
-                writer.write(LogData(seq=rec.seq, stream=stream, ts=rec.ts, data=data))
+                records, offset = app.logs.read_from(req.job_id, attempt, offset)  # then once more at the log
             if records:
+                skip = self._queue_log(records, from_seq, skip)
                 await writer.drain()
                 continue
             if follow and job.info.attempt > attempt:  # that attempt ended and a retry is queued: follow it
@@ -195,6 +199,19 @@ class CtlSession:
                 break
             await changed.wait()
         await writer.send(LogEnd(job=job.info))
+
+    def _queue_log(self, records: list[Record], from_seq: int, skip: int) -> int:
+        """Queue a LogData frame for each record after ``from_seq``, and empty ``records``: while the follower
+        drains, the frames are the only copy of the bytes. Returns what is left of ``skip``."""
+        for rec in records:
+            if rec.seq <= from_seq:
+                continue
+            data = rec.data[skip:] if skip else rec.data
+            skip = 0
+            stream = Stream.STDOUT if rec.stream == Stream.STDOUT else Stream.STDERR  # notes go to stderr
+            self.writer.write(LogData(seq=rec.seq, stream=stream, ts=rec.ts, data=data))
+        records.clear()
+        return skip
 
     async def _until_gone(self, work: Awaitable[T]) -> T:
         """Run a long request, but stop it if the client hangs up (clients send nothing meanwhile)."""

@@ -62,6 +62,7 @@ class Lifecycle:
         self._vanished: dict[int, int] = {}  # job id -> times its worker came back without it
         self._watched: set[int] = set()  # jobs whose cancel is being enforced
         self.retries_scheduled = 0  # counts requeues with a backoff, so the scheduler knows when to look
+        self.moves = 0  # state changes of any job so far: a follower that saw none since its last read skips the next
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class Lifecycle:
         return job
 
     def _changed(self, job_id: int, to: JobState) -> None:
+        self.moves += 1
         if to in FINAL_STATES:
             self._vanished.pop(job_id, None)
             self.finals.notify(job_id)

@@ -20,7 +20,7 @@ from hodei.protocol import Stream
 from hodeid.notify import Notifier
 
 HEADER = struct.Struct(">QBdI")  # seq, stream, ts, length
-READ_BLOCK = 1 << 20
+READ_BLOCK = 128 << 10  # per read of a follower; a record can be larger (the agent sends up to 256 KiB)
 NOTE = 3  # stream code of lines hodeid itself adds (the truncation marker); shown on stderr
 
 log = logging.getLogger("hodeid.logstore")
@@ -167,19 +167,20 @@ class LogStore:
     # ---- reading --------------------------------------------------------------------------------
 
     def read_from(self, job_id: int, attempt: int, offset: int) -> tuple[list[Record], int]:
-        """Whole records from byte ``offset`` on (at most about READ_BLOCK bytes), and the next offset."""
+        """Whole records from byte ``offset`` on (at most READ_BLOCK bytes of them, or one larger
+        record), and the next offset. Each call allocates about what it reads: followers are many."""
         try:
-            with open(self.path(job_id, attempt), "rb") as f:
-                f.seek(offset)
-                buf = f.read(READ_BLOCK)
-                records, used = parse(buf)
-                if not records and len(buf) >= HEADER.size:  # one record larger than the block
-                    (length,) = struct.unpack_from(">I", buf, 17)
-                    f.seek(offset)
-                    buf = f.read(HEADER.size + length)
-                    records, used = parse(buf)
+            fd = os.open(self.path(job_id, attempt), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return [], offset
+        try:
+            buf = os.pread(fd, READ_BLOCK, offset)
+            records, used = parse(buf)
+            if not records and len(buf) >= HEADER.size:  # one record larger than the block
+                (length,) = struct.unpack_from(">I", buf, 17)
+                records, used = parse(os.pread(fd, HEADER.size + length, offset))
+        finally:
+            os.close(fd)
         return records, offset + used
 
     def tail_offset(self, job_id: int, attempt: int, lines: int) -> tuple[int, int]:

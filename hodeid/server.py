@@ -28,7 +28,8 @@ from hodei.protocol import (
     Hello,
     Role,
 )
-from hodeid import sdnotify
+from hodeid import fdlimit, sdnotify
+from hodeid.admission import Gate, Slot
 from hodeid.agents import serve_agent
 from hodeid.app import App
 from hodeid.config import Config
@@ -75,10 +76,12 @@ class Server:
         self.config = config
         self.app: App | None = None
         self._servers: list[asyncio.base_events.Server] = []
+        self._tcp: list[tuple[socket.socket, asyncio.Task[None]]] = []  # --agent-listen: socket, accept loop
         self._conns: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._force = False
         self._lock_fd: int | None = None
+        self._gate = Gate(fdlimit.raise_soft())  # hodeid's own limit, raised as it is set up
 
     # ---- start ----------------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class Server:
         old = os.umask(0o177)  # the socket is never reachable by others, not even for a moment
         try:
             server = await asyncio.start_unix_server(
-                functools.partial(self._connection, role), path=str(path), limit=1 << 20
+                functools.partial(self._connection, role, None), path=str(path), limit=1 << 20
             )
         finally:
             os.umask(old)
@@ -136,14 +139,56 @@ class Server:
                 raise HodeiError(f"cannot load the TLS certificate or key: {e}") from e
         elif host not in ("127.0.0.1", "::1", "localhost"):
             log.warning("agents on %s connect without TLS: tokens cross the network in clear", cfg.agent_listen)
+        loop = asyncio.get_running_loop()
         try:
-            server = await asyncio.start_server(
-                functools.partial(self._connection, Role.AGENT), host, port, ssl=ctx, limit=1 << 20
-            )
+            addresses = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                               flags=socket.AI_PASSIVE)
+            socks = [_bound(family, address) for family, *_, address in dict.fromkeys(addresses)]
         except OSError as e:
             raise HodeiError(f"cannot listen on {cfg.agent_listen}: {e.strerror}") from e
-        self._servers.append(server)
+        for sock in socks:  # accepted here, not by asyncio.start_server: see _accept_tcp
+            self._tcp.append((sock, asyncio.create_task(self._accept_tcp(sock, ctx), name="accept-tcp")))
         log.info("accepting remote agents on %s%s", cfg.agent_listen, " (TLS)" if ctx else "")
+
+    async def _accept_tcp(self, listening: socket.socket, ctx: ssl.SSLContext | None) -> None:
+        """Admit (or close) each connection before a byte of it is read; its TLS handshake then counts
+        against the handshake timeout, as its hello does."""
+        loop = asyncio.get_running_loop()
+        listener = self.config.agent_listen
+        while True:
+            try:
+                sock, peer = await loop.sock_accept(listening)
+            except OSError as e:  # out of descriptors, most likely: the waiting connections can wait a moment
+                log.warning("cannot accept on %s: %s", listener, e)
+                await asyncio.sleep(0.1)
+                continue
+            slot = self._gate.admit(listener, str(peer[0]))
+            if slot is None:
+                sock.close()
+                continue
+            task = asyncio.create_task(self._tcp_connection(sock, slot, ctx))
+            self._conns.add(task)
+            task.add_done_callback(self._conns.discard)
+
+    async def _tcp_connection(self, sock: socket.socket, slot: Slot, ctx: ssl.SSLContext | None) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.handshake_timeout  # for the TLS handshake and the hello together
+        reader = asyncio.StreamReader(limit=1 << 20)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        connected = False
+        try:
+            transport, _ = await asyncio.wait_for(
+                loop.connect_accepted_socket(lambda: protocol, sock, ssl=ctx), self.config.handshake_timeout)
+            connected = True
+        except (TimeoutError, OSError, ssl.SSLError) as e:
+            log.info("dropped an agent connection during its TLS handshake: %s", e or "timed out")
+            return
+        finally:
+            if not connected:
+                sock.close()
+                slot.release()
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._connection(Role.AGENT, slot, reader, writer, deadline - loop.time())
 
     async def start(self) -> App:
         cfg = self.config
@@ -186,14 +231,20 @@ class Server:
 
     # ---- connections ----------------------------------------------------------------------------
 
-    async def _connection(self, role: Role, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    async def _connection(self, role: Role, slot: Slot | None, r: asyncio.StreamReader, w: asyncio.StreamWriter,
+                          timeout: float | None = None) -> None:
+        """One connection; ``slot``: its place among the TCP ones that have not said hello yet."""
         task = asyncio.current_task()
         assert task is not None and self.app is not None
         self._conns.add(task)
         writer = FrameWriter(w)
         try:
-            hello = await asyncio.wait_for(FrameReader[Hello](r, Hello, max_frame=HELLO_MAX).read(),
-                                           self.config.handshake_timeout)
+            try:
+                hello = await asyncio.wait_for(FrameReader[Hello](r, Hello, max_frame=HELLO_MAX).read(),
+                                               self.config.handshake_timeout if timeout is None else timeout)
+            finally:
+                if slot is not None:
+                    slot.release()
             if hello is None:
                 return
             if hello.version != PROTOCOL_VERSION:
@@ -258,6 +309,9 @@ class Server:
         """Stop taking work, let idle workers go, leave running jobs running for the next start."""
         for server in self._servers:
             server.close()
+        for sock, accepting in self._tcp:
+            accepting.cancel()
+            sock.close()
         app.scheduler.paused = True
         await app.pool.stop_idle()
         if self._conns and not self._force:
@@ -284,6 +338,21 @@ def make_private(directory: Path) -> None:
         log.warning("%s was open to other users (mode %04o): made it 0700, since it holds jobs' environments"
                     " and output", directory, mode)
         os.chmod(directory, 0o700)
+
+
+def _bound(family: int, address: tuple[Any, ...]) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _try_send(writer: FrameWriter, msg: Any) -> None:

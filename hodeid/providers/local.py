@@ -13,6 +13,7 @@ import signal
 import sys
 
 from hodei import procs
+from hodeid import fdlimit
 from hodeid.config import Config
 from hodeid.providers.scope import Scopes
 
@@ -60,6 +61,7 @@ class LocalProvider:
         assert proc.stdin is not None
         proc.stdin.write(token.encode() + b"\n")
         proc.stdin.close()
+        fdlimit.restore_for_child(proc.pid)  # before this coroutine yields, so before the agent can register
         handle = f"{proc.pid}:{procs.stamp(proc.pid)}"  # our child, not reaped: the pid is still its own
         self._procs[handle] = proc
         return handle
