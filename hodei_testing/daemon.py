@@ -168,7 +168,8 @@ class Daemon:
         res = subprocess.run([str(self.bin / "hodeictl"), *args], capture_output=True, timeout=timeout, input=input,
                              env={**self.env, **(env or {})}, cwd=cwd, check=False)
         if check and res.returncode != 0:
-            raise AssertionError(f"hodeictl {' '.join(args)} -> {res.returncode}\n{res.stderr.decode(errors='replace')}")
+            raise AssertionError(
+                f"hodeictl {' '.join(args)} -> {res.returncode}\n{res.stderr.decode(errors='replace')}")
         return res
 
     def popen_ctl(self, *args: str, **kw: Any) -> subprocess.Popen[bytes]:

@@ -145,7 +145,8 @@ async def build(context: bytes, tag: str, base: str, labels: dict[str, str], qui
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="hodeid build-image", description="Build the hodei worker image (no network needed).")
+    p = argparse.ArgumentParser(prog="hodeid build-image",
+                                description="Build the hodei worker image (no network needed).")
     p.add_argument("--base", default=DEFAULT_BASE, help=f"base image with python3 and venv (default {DEFAULT_BASE})")
     p.add_argument("--tag", default="hodei-worker:latest", help="image tag to build")
     p.add_argument("--source", type=Path, default=None,

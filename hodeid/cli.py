@@ -72,7 +72,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", type=Path, default=None,
                    help=f"control socket (env HODEI_SOCKET); its path and agent/agent.sock beside it"
                    f" take at most {SOCKET_PATH_MAX} bytes")
-    p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
+    p.add_argument("--agent-socket", type=Path, default=None,
+                   help="socket agents connect to (default: agent/agent.sock beside --socket)")
     p.add_argument("--socket-group", default=_socket_group(),
                    help="make the control socket 0660 for this group (env HODEI_SOCKET_GROUP; root's default:"
                         " `hodei` when that group exists; '' for none)")
@@ -88,7 +89,8 @@ def parser() -> argparse.ArgumentParser:
                    " register them with `hodeictl agents add`)")
     p.add_argument("--tls-cert", type=Path, default=None, help="certificate (PEM) for --agent-listen")
     p.add_argument("--tls-key", type=Path, default=None, help="private key (PEM) for --agent-listen")
-    p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default), help="docker worker image")
+    p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default),
+                   help="docker worker image")
     p.add_argument("--network", default="", help="docker network mode for workers (default: the engine's)")
     p.add_argument("--memory", default="", help="docker memory limit per worker, e.g. 2g")
     p.add_argument("--log-level", default=os.environ.get("HODEI_LOG_LEVEL", "info"), help=", ".join(LOG_LEVELS))

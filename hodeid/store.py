@@ -440,7 +440,8 @@ class Store:
             current = await self.get_job(job_id)
             where_now = current.info.state if current else "unknown"
             raise InvalidTransition(f"job {job_id} is {where_now}, not {'/'.join(allowed)}"
-                                    f"{' without a cancel request' if unless_cancel_requested else ''}; cannot become {to}")
+                                    f"{' without a cancel request' if unless_cancel_requested else ''};"
+                                    f" cannot become {to}")
         return _job_from_row(row)
 
     async def request_cancel(self, job_id: int, reason: str, grace: float | None) -> StoredJob | None:
