@@ -121,7 +121,7 @@ async def _check_at_start(conn: aiosqlite.Connection, path: Path, size: int | No
         more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
         raise _refusal(path, f"is damaged (PRAGMA quick_check: {problems[0]}{more})")
     tables = await conn.execute_fetchall("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")
-    (version,) = (await conn.execute_fetchall("PRAGMA user_version"))[0]
+    (version,) = next(iter(await conn.execute_fetchall("PRAGMA user_version")))  # always one row
     if tables:
         return
     if version:
