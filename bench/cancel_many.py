@@ -68,7 +68,7 @@ def main() -> None:
                 if gate is not None:
                     with d.client() as c:
                         c.cancel([gate.id], grace=0)
-            except Exception as e:  # noqa: BLE001 - report, and stop the daemon anyway
+            except Exception as e:  # report, and stop the daemon anyway
                 print(f"could not cancel the gate job: {e}", file=sys.stderr)
 
 

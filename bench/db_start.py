@@ -80,7 +80,10 @@ def main() -> None:
             assert logs.highest_job_id() == args.jobs
             scans.append(time.perf_counter() - t)
             starts.append(start_hodeid(root))
-        ms = lambda xs: f"{statistics.median(xs) * 1000:.0f} ms (min {min(xs) * 1000:.0f}, max {max(xs) * 1000:.0f})"
+
+        def ms(xs: list[float]) -> str:
+            return f"{statistics.median(xs) * 1000:.0f} ms (min {min(xs) * 1000:.0f}, max {max(xs) * 1000:.0f})"
+
         print(f"PRAGMA quick_check:       {ms(checks)}")
         print(f"listdir of logs/:         {ms(scans)}")
         print(f"hodeid start to a Ping:   {ms(starts)}")

@@ -61,7 +61,8 @@ async def bench_dispatch(d: Daemon, tmp: Path, n: int, res: Results) -> None:
     f50, f95 = statistics.median(floor), pct(floor, 95)
     res.row(f"1. Warm dispatch: submit returned → `date` ran in the job (p50 / p95, n={n})",
             f"{ms(p50)} / {ms(p95)}", f"bare `sh -c date` fork/exec: {ms(f50)} / {ms(f95)}",
-            "p50 ≤ 10 ms", verdict(p50 <= 0.010, f"{'under' if p50 <= 0.010 else 'over'} by {abs(p50 - 0.010) * 1000:.1f} ms"))
+            "p50 ≤ 10 ms",
+            verdict(p50 <= 0.010, f"{'under' if p50 <= 0.010 else 'over'} by {abs(p50 - 0.010) * 1000:.1f} ms"))
     res.note(
         f"**Dispatch** (n={n}, sequential, warm workers): submit round trip p50 {ms(statistics.median(rtt))}"
         f" (p95 {ms(pct(rtt, 95))}); submit returned → agent's Accept `started_at` p50"

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-# ruff: noqa: ASYNC221 - the `docker run` floor is timed on its own, one at a time: nothing else awaits
+# Blocking calls in async code on purpose: the `docker run` floor is timed on its own, one at a time:
+# nothing else awaits.
 """Docker 1. Cold path: from zero workers, submit -> first log line at a follower, next to a bare `docker run`.
 
     .venv/bin/python bench/docker_cold.py            # 15 rounds
@@ -115,8 +116,9 @@ async def cold_docker_run(events: Events) -> dict[str, float]:
     started = await events.wait_for("start", "name", name)
     died = await events.wait_for("die", "name", name)
     nan = float("nan")
-    return {"total": t1 - t0, "to_create": (created or nan) - t0, "create_to_start": (started or nan) - (created or nan),
-            "start_to_die": (died or nan) - (started or nan), "die_to_exit": t1 - (died or nan)}
+    return {"total": t1 - t0, "to_create": (created or nan) - t0,
+            "create_to_start": (started or nan) - (created or nan), "start_to_die": (died or nan) - (started or nan),
+            "die_to_exit": t1 - (died or nan)}
 
 
 def cold_docker_first_line() -> dict[str, float]:
@@ -265,7 +267,8 @@ async def bench_cold(h: Harness, n: int, docker: aiodocker.Docker, events: Event
               " job ran")))
     b.append(("job assigned → agent's Accept `started_at`", ms(m("hodei", "assigned_to_started")),
               "Assign over the socket, spawn `/bin/sh`"))
-    b.append(("`started_at` → first output chunk's timestamp", ms(m("hodei", "started_to_output")), "`sh` runs `echo x`"))
+    b.append(("`started_at` → first output chunk's timestamp", ms(m("hodei", "started_to_output")),
+              "`sh` runs `echo x`"))
     b.append(("first output timestamp → follower has the LogData", ms(m("hodei", "output_to_follower")),
               "Output frame, log file append, follower wake-up"))
     b.append(("**total** (median of totals; the medians above need not add up to it)", ms(h), ""))

@@ -148,8 +148,8 @@ def machine() -> dict[str, str]:
         "image": (f"{IMAGE} {image[0][7:19]}, built {image[1][:19]}, {int(image[2]) / 1e6:.0f} MB" if len(image) == 3
                   else f"{IMAGE} (not found)"),
         "agent_python": docker_cli("run", "--rm", "--network", "none", "--label", f"{BENCH_LABEL}={TOKEN}",
-                                   "--entrypoint", AGENT_PY, IMAGE, "-c", "import platform; print(platform.python_version())",
-                                   check=False).strip(),
+                                   "--entrypoint", AGENT_PY, IMAGE,
+                                   "-c", "import platform; print(platform.python_version())", check=False).strip(),
         "commit": common.commit(),
         "dirty": str(len(common.dirty_files())),
     }
@@ -313,7 +313,9 @@ def render(res: Results, info: dict[str, str], argv: list[str], elapsed: float, 
     return "\n".join(lines)
 
 
-def run_alone(prog: str, doc: str | None, body: Callable[[Harness, aiodocker.Docker, Events, Results, bool], Awaitable[None]]) -> None:
+def run_alone(
+    prog: str, doc: str | None, body: Callable[[Harness, aiodocker.Docker, Events, Results, bool], Awaitable[None]]
+) -> None:
     """bench/docker_bench.py, or one of its measurement files run on its own: check the engine and the
     image, run `body` in a fresh Harness with an events stream, clean up, print the tables."""
     p = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0])

@@ -66,7 +66,8 @@ async def hodei_batch(d: Daemon, ctl: Client, docker: aiodocker.Docker, events: 
     inside = containers_cpu() - inside0
     ours = {j.worker_id for j in done}
     with events.lock:
-        others = sum(1 for a, _, attrs in events.items[n_events:] if a == "start" and attrs.get("hodei.worker-id") not in ours)
+        others = sum(1 for a, _, attrs in events.items[n_events:]
+                     if a == "start" and attrs.get("hodei.worker-id") not in ours)
     bad = [j for j in done if j.state is not JobState.SUCCEEDED]
     if bad:
         raise Disturbed(f"{len(bad)} of {k} sleep jobs did not succeed: {bad[0]}")
@@ -154,7 +155,8 @@ async def bench_twenty(h: Harness, singles: int, reps: int, docker: aiodocker.Do
         f" by others meanwhile: {int(max(s['other_containers'] for s in twenty))} at most."
         f" One job from zero: assigned after {sec(med([s['first_assigned'] for s in one]))}, wall {sec(single)}."
         f" The twenty parallel `docker run`s, for comparison: containers started first"
-        f" {sec(med([p['first_start'] for p in peer_twenty]))}, median {sec(med([p['median_start'] for p in peer_twenty]))},"
+        f" {sec(med([p['first_start'] for p in peer_twenty]))},"
+        f" median {sec(med([p['median_start'] for p in peer_twenty]))},"
         f" last {sec(med([p['last_start'] for p in peer_twenty]))}."
         + (f" Runs redone because a job did not succeed: {disturbed}." if disturbed else "")
     )

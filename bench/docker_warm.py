@@ -47,7 +47,8 @@ def floor_fork(n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.time()
-        res = subprocess.run(["/bin/sh", "-c", "date +%s.%N"], capture_output=True, text=True, start_new_session=True, check=False)
+        res = subprocess.run(["/bin/sh", "-c", "date +%s.%N"], capture_output=True, text=True, start_new_session=True,
+                             check=False)
         out.append(float(res.stdout) - t0)
     return out
 
@@ -56,7 +57,8 @@ def floor_exec(container: str, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.time()
-        res = subprocess.run(["docker", "exec", container, "date", "+%s.%N"], capture_output=True, text=True, check=True)
+        res = subprocess.run(["docker", "exec", container, "date", "+%s.%N"], capture_output=True, text=True,
+                             check=True)
         out.append(float(res.stdout) - t0)
     return out
 
@@ -112,7 +114,8 @@ async def bench_warm(h: Harness, n: int, docker: aiodocker.Docker, res: Results)
                      f"{ms(p50)} / {ms(p95)}", (f"host `sh -c date` fork/exec: {ms(med(fork))} / {ms(pct(fork, 95))};"
                      f" `docker exec` into a running container: {ms(med(ex))} / {ms(pct(ex, 95))} (n={len(ex)})"),
                      f"{p50 / med(ex):.2f}× docker exec", "p50 ≤ 15 ms",
-                     verdict(p50 <= 0.015, f"{'under' if p50 <= 0.015 else 'over'} by {abs(p50 - 0.015) * 1000:.1f} ms")))
+                     verdict(p50 <= 0.015,
+                             f"{'under' if p50 <= 0.015 else 'over'} by {abs(p50 - 0.015) * 1000:.1f} ms")))
     res.notes.append(f"**Warm dispatch** (n={n}, sequential, {workers} warm workers): submit round trip p50"
                      f" {ms(med(rtt))} (p95 {ms(pct(rtt, 95))}); submit returned → agent's Accept `started_at` p50"
                      f" {ms(med(acc))} (p95 {ms(pct(acc, 95))}); → `date` in the job p50 {ms(p50)} (p95 {ms(p95)},"
@@ -121,7 +124,8 @@ async def bench_warm(h: Harness, n: int, docker: aiodocker.Docker, res: Results)
                      f" spawns `/bin/sh`) {ms(med(spawn))} ({ms(pct(spawn, 95))}); `started_at` → `date` ran"
                      f" {ms(med(ran))} ({ms(pct(ran, 95))}). hodei's share above the host fork/exec floor at p50:"
                      f" {ms(p50 - med(fork))}."
-                     + (f" Samples dropped and redone because the job did not succeed: {disturbed}." if disturbed else ""))
+                     + (f" Samples dropped and redone because the job did not succeed: {disturbed}."
+                        if disturbed else ""))
 
 
 async def measure(h: Harness, docker: aiodocker.Docker, events: Events, res: Results, quick: bool) -> None:

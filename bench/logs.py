@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# ruff: noqa: ASYNC220, ASYNC221 - the CLI runs here are what is timed, one at a time: nothing else awaits
+# Blocking calls in async code on purpose: the CLI runs here are what is timed, one at a time: nothing else awaits
 """5. Log throughput: a job writes 200 MB on stdout; MB/s to the log file, and to a `logs -f` follower.
 
     .venv/bin/python bench/logs.py            # 200 MB

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# ruff: noqa: ASYNC221 - the CLI runs here are what is timed, one at a time: nothing else awaits
+# Blocking calls in async code on purpose: the CLI runs here are what is timed, one at a time: nothing else awaits
 """2, 3. Throughput: 1,000 `true` jobs submitted four ways, then waited for; side by side with task-spooler.
 
     .venv/bin/python bench/throughput.py            # 5 rounds of 1,000 jobs
@@ -54,7 +54,8 @@ async def bench_throughput(d: Daemon, n: int, mode: str) -> dict[str, float]:
             done = c.wait(ids)
     else:
         with d.client() as c:
-            for job in (c.submit_many(spec for _ in range(n)) if mode == "batched" else (c.submit(spec) for _ in range(n))):
+            jobs = c.submit_many(spec for _ in range(n)) if mode == "batched" else (c.submit(spec) for _ in range(n))
+            for job in jobs:
                 ids.append(job.id)
             t1 = time.time()
             done = c.wait(ids)
@@ -100,10 +101,14 @@ def tsp_throughput(tmp: Path, n: int, slots: int, round_: int = 0) -> dict[str, 
 async def throughput_phases(h: Harness, n_jobs: int, rounds: int, res: Results) -> None:
     """Each way of submitting on its own warm hodeid, and task-spooler, `rounds` times, interleaved so
     that the machine's drift (2x between minutes here) hits each alike; medians are reported."""
-    runs: list[tuple[str, int, str]] = [("2", 2, "batched"), ("2b", 4, "batched"), ("2c", 2, "cli"), ("2d", 2, "single")]
+    runs: list[tuple[str, int, str]] = [
+        ("2", 2, "batched"), ("2b", 4, "batched"), ("2c", 2, "cli"), ("2d", 2, "single"),
+    ]
     res.phase(f"2. throughput: {len(runs)} ways and tsp, {rounds} rounds of {n_jobs} jobs")
-    started = {key: common.warm_daemon(h, f"thr{key}", ["--max-workers", str(workers), "--idle-timeout", "3600"], workers)
-               for key, workers, _ in runs}
+    started = {
+        key: common.warm_daemon(h, f"thr{key}", ["--max-workers", str(workers), "--idle-timeout", "3600"], workers)
+        for key, workers, _ in runs
+    }
     thr: dict[str, list[dict[str, float]]] = {key: [] for key, _, _ in runs}
     peer: dict[int, list[dict[str, float]]] = {2: [], 4: []}
     for r in range(rounds):

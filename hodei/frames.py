@@ -20,6 +20,7 @@ _encoder = msgspec.msgpack.Encoder()
 
 def body_size(head: bytes, max_frame: int = MAX_FRAME) -> int:
     """The body length a 4-byte prefix announces, refused past the limit before a byte is read."""
+    size: int
     (size,) = PREFIX.unpack(head)
     if size > max_frame:
         raise FrameTooLarge(f"a frame of {size} bytes is over the {max_frame}-byte limit")

@@ -28,9 +28,9 @@ from hodei.protocol import (
     DaemonToAgent,
     Error,
     Exited,
+    HandshakeReply,
     Heartbeat,
     Hello,
-    HandshakeReply,
     Output,
     Ready,
     Reject,
@@ -144,8 +144,8 @@ class Agent:
             self._welcomed = True
             log.info("registered with hodeid as %s", self.cfg.worker_id)
             reader = FrameReader[DaemonToAgent](r, DaemonToAgent)
-            while (msg := await reader.read()) is not None:
-                await self._handle(msg)
+            while (incoming := await reader.read()) is not None:
+                await self._handle(incoming)
                 if self.done.is_set():
                     return
         finally:

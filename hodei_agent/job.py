@@ -123,8 +123,13 @@ async def _exit_of(proc: subprocess.Popen[bytes]) -> None:
     becomes readable when it exits. Until it is reaped, its pid (its group's id) is no one else's."""
     loop = asyncio.get_running_loop()
     fd = os.pidfd_open(proc.pid)
-    exited = loop.create_future()
-    loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
     try:
         await exited
     finally:

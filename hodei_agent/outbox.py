@@ -20,7 +20,7 @@ DISK_LIMIT = 1024 * 1024 * 1024
 
 
 class _Spilled:
-    __slots__ = ("job_id", "seq", "stream", "ts", "offset", "length")
+    __slots__ = ("job_id", "length", "offset", "seq", "stream", "ts")
 
     def __init__(self, msg: Output, offset: int) -> None:
         self.job_id, self.seq, self.stream, self.ts = msg.job_id, msg.seq, msg.stream, msg.ts

@@ -168,7 +168,8 @@ class Daemon:
         res = subprocess.run([str(self.bin / "hodeictl"), *args], capture_output=True, timeout=timeout, input=input,
                              env={**self.env, **(env or {})}, cwd=cwd, check=False)
         if check and res.returncode != 0:
-            raise AssertionError(f"hodeictl {' '.join(args)} -> {res.returncode}\n{res.stderr.decode(errors='replace')}")
+            raise AssertionError(
+                f"hodeictl {' '.join(args)} -> {res.returncode}\n{res.stderr.decode(errors='replace')}")
         return res
 
     def popen_ctl(self, *args: str, **kw: Any) -> subprocess.Popen[bytes]:
@@ -180,18 +181,26 @@ class Daemon:
         return int(self.ctl("submit", *args).stdout)
 
     def job(self, job_id: int) -> dict[str, Any]:
-        return json.loads(self.ctl("show", str(job_id), "--json").stdout)
+        job: dict[str, Any] = json.loads(self.ctl("show", str(job_id), "--json").stdout)
+        return job
 
     def jobs(self) -> list[dict[str, Any]]:
-        return json.loads(self.ctl("list", "--limit", "0", "--json").stdout)
+        jobs: list[dict[str, Any]] = json.loads(self.ctl("list", "--limit", "0", "--json").stdout)
+        return jobs
 
     def workers(self) -> list[dict[str, Any]]:
-        return json.loads(self.ctl("workers", "--json").stdout)
+        workers: list[dict[str, Any]] = json.loads(self.ctl("workers", "--json").stdout)
+        return workers
 
     def wait_state(self, job_id: int, states: set[str] | str, timeout: float = 20) -> dict[str, Any]:
-        states = {states} if isinstance(states, str) else states
-        return wait_for(lambda: (j := self.job(job_id))["state"] in states and j, timeout=timeout,
-                        what=f"job {job_id} to be {'/'.join(sorted(states))}")
+        wanted = {states} if isinstance(states, str) else states
+
+        def reached() -> dict[str, Any] | None:
+            job = self.job(job_id)
+            return job if job["state"] in wanted else None
+
+        job: dict[str, Any] = wait_for(reached, timeout=timeout, what=f"job {job_id} to be {'/'.join(sorted(wanted))}")
+        return job
 
     def wait_final(self, job_id: int, timeout: float = 30) -> dict[str, Any]:
         return self.wait_state(job_id, FINAL, timeout)

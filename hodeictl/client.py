@@ -63,6 +63,7 @@ _handshake = msgspec.msgpack.Decoder(HandshakeReply)
 _reply = msgspec.msgpack.Decoder(CtlReply)
 Page = list[JobInfo]  # one JobsReply's jobs (a name of its own: in Client, `list` is a method)
 Ids = list[int]
+Workers = list[WorkerInfo]
 States = list[JobState]
 
 
@@ -240,7 +241,7 @@ class Client:
     def remove_agent(self, worker_id: str) -> None:
         self.request(RemoveAgent(worker_id=worker_id))
 
-    def workers(self) -> list[WorkerInfo]:
+    def workers(self) -> Workers:
         reply: WorkersReply = self.request(ListWorkers())
         return reply.workers
 

@@ -114,7 +114,8 @@ def workers_table(workers: list[WorkerInfo]) -> None:
     table(
         ["ID", "PROVIDER", "STATE", "JOB", "IMAGE", *(["NODE"] if nodes else []), "AGE", "LAST HEARTBEAT", "JOBS RUN"],
         [
-            [w.id, w.provider, str(w.state), str(w.job_id or "-"), w.image or "-", *([w.node or "-"] if nodes else []),
+            [w.id, w.provider, str(w.state), str(w.job_id or "-"), w.image or "-",
+             *([w.node or "-"] if nodes else []),
              ago(w.created_at).replace(" ago", ""), ago(w.last_heartbeat), str(w.jobs_run)]
             for w in workers
         ],

@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
+    PROTOCOL_VERSION,
     Accept,
     Ack,
     AgentToDaemon,
@@ -18,7 +19,6 @@ from hodei.protocol import (
     Ready,
     Reject,
     Welcome,
-    PROTOCOL_VERSION,
 )
 from hodeid.app import App
 from hodeid.logstore import DiskFull
@@ -57,7 +57,8 @@ class AgentSession:
     def _owns(self, job_id: int, what: str) -> bool:
         if self.worker.job_id == job_id:
             return True
-        log.warning("worker %s reported %s for job %s, which is not assigned to it; ignored", self.worker.id, what, job_id)
+        log.warning("worker %s reported %s for job %s, which is not assigned to it; ignored",
+                    self.worker.id, what, job_id)
         return False
 
     async def handle(self, msg: AgentToDaemon) -> None:

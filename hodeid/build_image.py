@@ -165,7 +165,8 @@ async def push(ref: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(prog="hodeid build-image", description="Build the hodei worker image (no network needed).")
+    p = argparse.ArgumentParser(prog="hodeid build-image",
+                                description="Build the hodei worker image (no network needed).")
     p.add_argument("--base", default=DEFAULT_BASE, help=f"base image with python3 and venv (default {DEFAULT_BASE})")
     p.add_argument("--tag", default="hodei-worker:latest", help="image tag to build")
     p.add_argument("--push", metavar="REGISTRY/NAME:TAG", default="",

@@ -6,6 +6,7 @@ import argparse
 import grp
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,9 +17,9 @@ from hodeid import logsetup
 from hodeid.config import LIMITS, LOG_LEVELS, PROVIDERS, SOCKET_PATH_MAX, Config, ConfigError, describe
 
 
-def _number(kind: type, flag: str) -> object:
+def _number(kind: type[int] | type[float], flag: str) -> Callable[[str], float]:
     """A number as typed; its range is checked with the rest of the settings (hodeid.config.check)."""
-    def parse(text: str) -> object:
+    def parse(text: str) -> float:
         try:
             return kind(text)
         except ValueError:
@@ -72,7 +73,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", type=Path, default=None,
                    help=f"control socket (env HODEI_SOCKET); its path and agent/agent.sock beside it"
                    f" take at most {SOCKET_PATH_MAX} bytes")
-    p.add_argument("--agent-socket", type=Path, default=None, help="socket agents connect to (default: agent/agent.sock beside --socket)")
+    p.add_argument("--agent-socket", type=Path, default=None,
+                   help="socket agents connect to (default: agent/agent.sock beside --socket)")
     p.add_argument("--socket-group", default=_socket_group(),
                    help="make the control socket 0660 for this group (env HODEI_SOCKET_GROUP; root's default:"
                         " `hodei` when that group exists; '' for none)")
@@ -81,14 +83,16 @@ def parser() -> argparse.ArgumentParser:
     for flag, text in _NUMBERS.items():
         name = LIMITS[flag][0]
         kind = int if d[name].type == "int" else float
-        default = d[name].default_factory() if name == "max_workers" else d[name].default  # type: ignore[misc]
+        field = d[name]  # max_workers' default depends on the machine: its field has a factory
+        default = field.default_factory() if callable(field.default_factory) else field.default
         p.add_argument(flag, type=_number(kind, flag), default=default, help=f"{text}; {describe(flag)}")
     p.add_argument("--agent-listen", default=os.environ.get("HODEI_AGENT_LISTEN", ""), metavar="HOST:PORT",
                    help="also accept agents over TCP here, port 1 to 65535 (off by default;"
                    " register them with `hodeictl agents add`)")
     p.add_argument("--tls-cert", type=Path, default=None, help="certificate (PEM) for --agent-listen")
     p.add_argument("--tls-key", type=Path, default=None, help="private key (PEM) for --agent-listen")
-    p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default), help="docker worker image")
+    p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default),
+                   help="docker worker image")
     p.add_argument("--network", default="", help="docker network mode for workers (default: the engine's)")
     p.add_argument("--memory", default="", help="docker memory limit per worker, e.g. 2g")
     p.add_argument("--log-level", default=os.environ.get("HODEI_LOG_LEVEL", "info"), help=", ".join(LOG_LEVELS))

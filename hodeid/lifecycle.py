@@ -239,8 +239,8 @@ class Lifecycle:
         last = bool(limit) and worker.jobs_run + 1 >= limit
         # Finish this job and take the worker's next one together: the two statements run back to back
         # in the database thread instead of one round trip after the other.
-        finished: StoredJob | None | BaseException
-        taken: StoredJob | None | BaseException
+        finished: StoredJob | BaseException | None
+        taken: StoredJob | BaseException | None
         finished, taken = await asyncio.gather(
             self._end(job, state, msg.reason or default_reason, exit_code=msg.exit_code, signal=msg.signal,
                       finished_at=msg.finished_at, **start),
@@ -364,7 +364,8 @@ class Lifecycle:
         worker = self.pool.workers.get(job.info.worker_id or "")
         if worker is not None and worker.job_id == job_id:  # kill first, then say cancelled: never the other way
             await self.pool.lose(worker)
-        await self._end(job, JobState.CANCELLED, "", reason_suffix="; the agent did not answer, so its worker was killed")
+        await self._end(job, JobState.CANCELLED, "",
+                        reason_suffix="; the agent did not answer, so its worker was killed")
 
     async def remove_agent(self, worker_id: str) -> bool:
         """Revoke a remote agent's registration; a job it runs is stopped and lost."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-
 from typing import TYPE_CHECKING
 
 from hodeid.notify import Wakeup

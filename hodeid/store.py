@@ -123,7 +123,7 @@ async def _check_at_start(conn: aiosqlite.Connection, path: Path, size: int | No
         more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
         raise _refusal(path, f"is damaged (PRAGMA quick_check: {problems[0]}{more})")
     tables = await conn.execute_fetchall("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")
-    (version,) = (await conn.execute_fetchall("PRAGMA user_version"))[0]
+    (version,) = next(iter(await conn.execute_fetchall("PRAGMA user_version")))  # always one row
     if tables:
         return
     if version:
@@ -442,7 +442,8 @@ class Store:
             current = await self.get_job(job_id)
             where_now = current.info.state if current else "unknown"
             raise InvalidTransition(f"job {job_id} is {where_now}, not {'/'.join(allowed)}"
-                                    f"{' without a cancel request' if unless_cancel_requested else ''}; cannot become {to}")
+                                    f"{' without a cancel request' if unless_cancel_requested else ''};"
+                                    f" cannot become {to}")
         return _job_from_row(row)
 
     async def request_cancel(self, job_id: int, reason: str, grace: float | None) -> StoredJob | None:

@@ -22,7 +22,8 @@ def run(*cmd: str | Path, cwd: Path | None = None, timeout: float = 600) -> str:
     res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
                          check=False)
     if res.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} -> {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} -> {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
     return res.stdout
 
 

@@ -24,7 +24,8 @@ def test_second_daemon_on_the_same_socket_is_refused(daemon: Daemon) -> None:
 def test_second_daemon_on_the_same_state_dir_is_refused(daemon: Daemon) -> None:
     """Two daemons never share a database."""
     res = subprocess.run([str(BIN / "hodeid"), "--state-dir", str(daemon.state_dir), "--socket",
-                          str(daemon.root / "other.sock"), "--agent-socket", str(daemon.root / "other-agent" / "agent.sock")],
+                          str(daemon.root / "other.sock"),
+                          "--agent-socket", str(daemon.root / "other-agent" / "agent.sock")],
                          capture_output=True, timeout=30)
     assert res.returncode != 0 and b"already using the state directory" in res.stderr
 

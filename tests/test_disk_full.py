@@ -6,8 +6,8 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import Daemon, need_root, wait_for
+
 from hodei_agent.job import DRAIN_AFTER_EXIT
 
 
@@ -86,7 +86,8 @@ def test_full_spool_holds_the_job_and_loses_no_line(small_spool: Daemon, tmp_pat
     out = d.ctl("logs", str(jid), timeout=60).stdout
     expected = b"go\n" + b"".join(b"%d\n" % i for i in range(1, lines + 1))
     got = out.split(b"\n")
-    first_bad = next((i for i, (a, b) in enumerate(zip(got, expected.split(b"\n"))) if a != b), min(len(got), lines + 2))
+    first_bad = next((i for i, (a, b) in enumerate(zip(got, expected.split(b"\n"), strict=False)) if a != b),
+                     min(len(got), lines + 2))
     complete = out == expected
     assert complete, f"{len(out)} of {len(expected)} bytes; first difference at line {first_bad + 1}"
     assert was_held, "the spool never filled: this test did not test what it says"

@@ -119,7 +119,8 @@ def test_five_concurrent_jobs_run_in_five_containers_in_parallel(dockerd) -> Non
 def test_three_phase_script_streams_live_and_in_order(dockerd) -> None:
     """A multi-phase script's lines reach a follower while it still runs, in order, with the exit status."""
     d: Daemon = dockerd()
-    script = "for phase in 1 2 3; do for i in 1 2; do echo phase $phase step $i; done; sleep 1; done; echo end >&2; exit 3"
+    script = ("for phase in 1 2 3; do for i in 1 2; do echo phase $phase step $i; done; sleep 1; done;"
+              " echo end >&2; exit 3")
     follower = d.popen_ctl("submit", "-f", script)
     assert follower.stdout is not None
     first = follower.stdout.readline()

@@ -73,8 +73,8 @@ def test_random_bodies_behind_a_valid_prefix(body: bytes, type_: object) -> None
 
 
 @SETTINGS
-@given(st.recursive(st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**64 - 1) | st.floats() | st.text(max_size=50)
-                    | st.binary(max_size=50),
+@given(st.recursive(st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**64 - 1) | st.floats()
+                    | st.text(max_size=50) | st.binary(max_size=50),
                     lambda children: st.lists(children, max_size=5)
                     | st.dictionaries(st.text(max_size=10), children, max_size=5), max_leaves=50),
        st.sampled_from(UNIONS))

@@ -6,7 +6,6 @@ import json
 import sys
 
 import pytest
-
 from conftest import Daemon
 
 
@@ -21,7 +20,8 @@ def test_submit_prints_only_the_job_id(daemon: Daemon) -> None:
 def test_shell_line_with_pipes_quotes_and_redirections(daemon: Daemon, tmp_path) -> None:
     """A single argument is a /bin/sh command line: pipes, quotes, && and redirections work."""
     target = tmp_path / "out.txt"
-    line = f"""printf 'a b\\nc d\\n' | tr a-z A-Z && echo "it's \\"quoted\\"" && echo to-file > {target} && cat {target}"""
+    line = (f"""printf 'a b\\nc d\\n' | tr a-z A-Z && echo "it's \\"quoted\\"" """
+            f"""&& echo to-file > {target} && cat {target}""")
     jid = daemon.submit(line)
     assert daemon.wait_final(jid)["state"] == "succeeded"
     assert daemon.output(jid) == b'A B\nC D\nit\'s "quoted"\nto-file\n'
@@ -113,7 +113,7 @@ def test_a_batch_with_one_bad_job_queues_none_of_it(daemon: Daemon) -> None:
     from hodeictl.client import Client, spec_from_cli
 
     before = len(daemon.jobs())
-    with Client(daemon.socket, timeout=30) as c, pytest.raises(RemoteError, match="job 2 of 3: .*none of them"):
+    with Client(daemon.socket, timeout=30) as c, pytest.raises(RemoteError, match=r"job 2 of 3: .*none of them"):
         list(c.submit_many([spec_from_cli(["true"]), spec_from_cli(["  "]), spec_from_cli(["true"])]))
     assert len(daemon.jobs()) == before
 

@@ -10,8 +10,8 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import Daemon, need_root, pid_alive, wait_for
+
 from hodei import procs
 from hodeid.config import Config
 from hodeid.providers.local import LocalProvider

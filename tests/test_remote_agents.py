@@ -8,8 +8,8 @@ import socket
 import subprocess
 
 import pytest
-
 from conftest import BIN, Daemon, wait_for
+
 from hodei.frames import encode_frame
 from hodei.protocol import PROTOCOL_VERSION, Hello, Role
 
@@ -34,10 +34,8 @@ def start_agent(d: Daemon, address: str, worker_id: str, token: str, ca=None) ->
            "HODEI_HEARTBEAT_INTERVAL": "0.5", "HODEI_AGENT_SOCKET": address}
     if ca:
         env["HODEI_TLS_CA"] = str(ca)
-    log = open(d.root / f"agent-{worker_id}.log", "ab")
-    proc = subprocess.Popen([str(BIN / "hodei-agent")], env=env, stdout=log, stderr=log)
-    log.close()
-    return proc
+    with open(d.root / f"agent-{worker_id}.log", "ab") as log:
+        return subprocess.Popen([str(BIN / "hodei-agent")], env=env, stdout=log, stderr=log)
 
 
 def listening_ports(pid: int) -> str:

@@ -6,7 +6,6 @@ import hashlib
 import signal
 
 import pytest
-
 from conftest import Daemon, pid_alive, wait_for
 
 
@@ -32,7 +31,7 @@ def test_running_job_survives_a_restart_with_its_whole_log(make_daemon, tmp_path
     job = d.wait_final(jid)
     assert job["state"] == "succeeded"
     out = d.output(jid)
-    head, _, rest = out.partition(b"\n" + (tmp_path / "tail.bin").read_bytes()[:16])
+    head, _, _ = out.partition(b"\n" + (tmp_path / "tail.bin").read_bytes()[:16])
     lines = head.split(b"\n")
     assert lines == [f"line {i}".encode() for i in range(1, len(lines) + 1)]  # no gap, no repeat
     assert hashlib.sha256(out[len(head) + 1 : len(head) + 1 + 3000000]).digest() == \
@@ -44,7 +43,8 @@ def test_result_produced_while_the_daemon_is_down_is_delivered(make_daemon, tmp_
     """A job that ends while hodeid is stopped gets its real exit code once hodeid is back."""
     d: Daemon = make_daemon()
     gate = tmp_path / "gate"
-    jid = d.submit(f"echo $$ > {tmp_path}/pid; echo before; while [ ! -e {gate} ]; do sleep 0.02; done; echo after; exit 5")
+    jid = d.submit(f"echo $$ > {tmp_path}/pid; echo before; while [ ! -e {gate} ]; do sleep 0.02; done;"
+                   " echo after; exit 5")
     wait_for(lambda: d.output(jid) == b"before\n", what="the job to start")
     d.kill()
     gate.touch()

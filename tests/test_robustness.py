@@ -7,8 +7,8 @@ import socket
 import struct
 
 import msgspec
-
 from conftest import Daemon
+
 from hodei.frames import encode_frame
 from hodei.protocol import PROTOCOL_VERSION, Hello, Role
 

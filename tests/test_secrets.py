@@ -128,7 +128,7 @@ def test_state_files_are_private_whatever_the_umask(make_daemon) -> None:
     d.wait_final(jid)
     assert "made it 0700" in d.log()
     seen = []
-    for dirpath, dirnames, filenames in os.walk(d.state_dir):
+    for dirpath, _dirnames, filenames in os.walk(d.state_dir):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
         for name in filenames:
             path = os.path.join(dirpath, name)
@@ -190,9 +190,9 @@ def test_a_job_cannot_read_its_agents_token(tmp_path) -> None:
         sock = root / "s.sock"
         env = {**os.environ, "HODEI_SOCKET": str(sock), "HOME": str(root)}
         as_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-        log = open(root / "hodeid.log", "wb")
-        proc = subprocess.Popen([*as_user, str(BIN / "hodeid"), "--state-dir", str(root / "state"), "--socket",
-                                 str(sock)], env=env, stdout=log, stderr=log, cwd="/")
+        with open(root / "hodeid.log", "wb") as log:  # hodeid keeps its own copy of the descriptor
+            proc = subprocess.Popen([*as_user, str(BIN / "hodeid"), "--state-dir", str(root / "state"), "--socket",
+                                     str(sock)], env=env, stdout=log, stderr=log, cwd="/")
         try:
             wait_for(sock.exists, timeout=15, what="hodeid as nobody")
             probe = "tr '\\0' '\\n' < /proc/$PPID/environ; grep -a -o 'HODEI_WORKER_TOKEN=[^ ]*' /proc/$PPID/mem; true"
@@ -203,7 +203,6 @@ def test_a_job_cannot_read_its_agents_token(tmp_path) -> None:
         finally:
             proc.terminate()
             proc.wait(15)
-            log.close()
     finally:
         for pid in processes_with_env("HODEI_AGENT_SOCKET", str(root / "agent" / "agent.sock")):
             os.kill(pid, 9)

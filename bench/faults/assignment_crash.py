@@ -80,7 +80,8 @@ async def assignment_crash_case(run: Run) -> dict[str, Any]:
     jobs = await p.call(lambda c: c.list(limit=0))
     await p.close()
     d.stop(30)
-    counts = collections.Counter(int(x) for x in shared.read_text().split()) if shared.exists() else collections.Counter()
+    counts = (collections.Counter(int(x) for x in shared.read_text().split()) if shared.exists()
+              else collections.Counter())
     by_state = collections.Counter(str(j.state) for j in jobs)
     state_of = {j.id: str(j.state) for j in jobs}
     res: dict[str, Any] = {
@@ -88,7 +89,8 @@ async def assignment_crash_case(run: Run) -> dict[str, Any]:
         "final_states": dict(by_state),
         "ran_twice_or_more": sorted(i for i in ids if counts[i] > 1),
         "succeeded_but_never_ran": sorted(i for i in ids if state_of.get(i) == "succeeded" and counts[i] == 0),
-        "ran_but_not_succeeded": sorted((i, state_of.get(i)) for i in ids if counts[i] >= 1 and state_of.get(i) != "succeeded"),
+        "ran_but_not_succeeded": sorted((i, state_of.get(i)) for i in ids
+                                        if counts[i] >= 1 and state_of.get(i) != "succeeded"),
         "left_unfinished": sorted((i, state_of.get(i)) for i in ids if state_of.get(i) not in FINAL),
     }
     # Which jobs were caught mid-assignment: their state in the database at each kill instant.
@@ -193,16 +195,20 @@ async def cases(run: Run, want: Callable[[int], bool]) -> None:
             dup, never = r["ran_twice_or_more"], r["succeeded_but_never_ran"]
             run.row(f"8. kill -9 of hodeid {r['rounds']}x while {r['jobs']:,} short jobs stream through 2 workers",
                     f"final states {r['final_states']}; {r['requeued_after_reconnect']} jobs requeued on reconnect",
-                    f"{len(dup)} ran twice, {len(never)} succeeded without running, {len(r['left_unfinished'])} left unfinished",
-                    f"{r['states_at_kill_instants'].get('assigned', 0)} jobs caught `assigned` at a kill, {r['states_at_kill_instants'].get('running', 0)} `running`;"
+                    f"{len(dup)} ran twice, {len(never)} succeeded without running,"
+                    f" {len(r['left_unfinished'])} left unfinished",
+                    f"{r['states_at_kill_instants'].get('assigned', 0)} jobs caught `assigned` at a kill,"
+                    f" {r['states_at_kill_instants'].get('running', 0)} `running`;"
                     f" settled {r['settle_after_last_restart_s']} s after the last restart")
         if r := await run.case("8b accept lost, then agent killed", accept_lost_case(run)):
             run.row(f"8b. the job kill -9s hodeid as it starts ({r['tries']}x); after the restart its agent is killed",
                     f"job back to `running` after the restart, then `lost`; in {r['pid_unknown']} of {r['tries']} runs"
                     " hodeid had not stored the Accept: no pid, and started_at is the submit time",
-                    f"the job's `sleep 300` is LEFT RUNNING in {r['orphaned_when_pid_unknown']} of those {r['pid_unknown']}"
+                    f"the job's `sleep 300` is LEFT RUNNING in {r['orphaned_when_pid_unknown']}"
+                    f" of those {r['pid_unknown']}"
                     f" runs ({r['orphaned_when_pid_known']} of the other {r['tries'] - r['pid_unknown']})",
-                    f"{r['orphaned_when_pid_unknown'] + r['orphaned_when_pid_known']} orphaned processes in {r['tries']} runs")
+                    f"{r['orphaned_when_pid_unknown'] + r['orphaned_when_pid_known']} orphaned processes"
+                    f" in {r['tries']} runs")
 
 
 if __name__ == "__main__":

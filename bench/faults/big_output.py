@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 # A benchmark, not library code: it reports whatever a case raises, and its async cases call blocking
 # subprocesses on purpose (the real CLI, timed one at a time).
-# ruff: noqa: ASYNC220, ASYNC221, SIM102
 """Case 6: a job writes 1 GiB to stdout: hodeid's peak RSS, without and with a `logs -f` follower.
 
     .venv/bin/python bench/faults/big_output.py [--quick]    # --quick: 256 MiB
@@ -131,11 +130,13 @@ async def cases(run: Run, want: Callable[[int], bool]) -> None:
                 gib = r["bytes"] / 1024 ** 3
                 run.row(f"6{'b' if follow else ''}. a job prints {gib:g} GiB to stdout"
                         + (" with a `logs -f` follower to /dev/null" if follow else ""),
-                        f"job `{r['state']}` in {r['job_s']} s" + (f"; follower exits {r['follower_exit']} at {r['follower_s']} s" if follow else ""),
+                        f"job `{r['state']}` in {r['job_s']} s"
+                        + (f"; follower exits {r['follower_exit']} at {r['follower_s']} s" if follow else ""),
                         f"stdout kept: {r.get('stored_stdout_bytes', 0):,} of {r['bytes']:,} bytes"
                         + (f"; hodeid's note: \"{r['hodeid_notes'][0]}\"" if r.get("hodeid_notes") else "")
                         + f"; `show` says log_bytes {r['log_bytes']:,}",
-                        f"hodeid peak RSS {mb(r['peak_hodeid_kb'])} (idle {mb(r['rss_idle_kb'])}; target <= 100 MB); agent peak {mb(r['peak_agent_kb'])}"
+                        f"hodeid peak RSS {mb(r['peak_hodeid_kb'])} (idle {mb(r['rss_idle_kb'])}; target <= 100 MB);"
+                        f" agent peak {mb(r['peak_agent_kb'])}"
                         + (f"; follower peak {mb(r['peak_follower_kb'])}" if follow else ""))
     hodeid_help = subprocess.run([str(BIN / "hodeid"), "--help"], capture_output=True, check=False).stdout
     if want(6) and b"--max-log-bytes" in hodeid_help:
@@ -143,7 +144,8 @@ async def cases(run: Run, want: Callable[[int], bool]) -> None:
             run.row("6c. `--max-log-bytes 1000`, a job writes 320 bytes as 40 lines 50 ms apart",
                     f"`submit -f` prints {r['stdout_bytes']} of 320 bytes, then on stderr: \"{r['stderr'][:80]}...\"",
                     f"{320 - r['stdout_bytes']} bytes of output under the cap are dropped",
-                    f"{r.get('log_records')} records in a {r.get('log_file_bytes')}-byte log file: the cap counts the 21-byte"
+                    f"{r.get('log_records')} records in a {r.get('log_file_bytes')}-byte log file:"
+                    " the cap counts the 21-byte"
                     f" record headers; `show` log_bytes {r['log_bytes']} (marker included)")
 
 

@@ -1,6 +1,5 @@
 # A benchmark, not library code: it reports whatever a case raises, and its async cases call blocking
 # subprocesses on purpose (the real CLI, timed one at a time).
-# ruff: noqa: BLE001, S110, ASYNC230, SIM115
 """What every fault case of bench/reliability.py shares: the run (a hodei_testing.Harness with a report),
 a client that rides out restarts, Docker helpers, an RSS sampler, and the entry point of a case file.
 
@@ -24,7 +23,9 @@ ROOT = Path(tempfile.mkdtemp(prefix="hodei-rel-"))  # short: socket paths are li
 SNAPSHOT = ROOT / "src"
 for _pkg in ("hodei", "hodeid", "hodeictl", "hodei_agent"):
     shutil.copytree(_venv.REPO / _pkg, SNAPSHOT / _pkg, ignore=shutil.ignore_patterns("__pycache__"))
-os.environ["PYTHONPATH"] = str(SNAPSHOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+os.environ["PYTHONPATH"] = str(SNAPSHOT) + (
+    os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""
+)
 sys.path.insert(0, str(SNAPSHOT))
 
 import argparse
@@ -127,7 +128,8 @@ class DockerEvents:
         self.t0 = time.time()
         self.proc = subprocess.Popen(
             ["docker", "events", "--filter", "type=container", "--filter", "label=hodei.managed=true",
-             "--format", '{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes "hodei.instance"}}'],
+             "--format",
+             '{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes "hodei.instance"}}'],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
     def stop(self) -> dict[str, Any]:
@@ -246,7 +248,7 @@ class Run:
         self.root = ROOT
         self.rows: list[dict[str, str]] = []
         self.details: dict[str, Any] = {"docker": "available"}
-        self._why_no_docker: str | None | bool = False
+        self._why_no_docker: str | bool | None = False
 
     def daemon(self, name: str, args: Sequence[str]) -> Daemon:
         return self.harness.daemon(name, args, log_level="info")
@@ -272,7 +274,7 @@ class Run:
             self.details[key] = {"crashed": f"{type(e).__name__}: {e}"}
             return None
         r["case_took_s"] = round(time.monotonic() - t0, 1)
-        r["loadavg_after"] = open("/proc/loadavg").read().split(" ", 3)[:3]
+        r["loadavg_after"] = Path("/proc/loadavg").read_text().split(" ", 3)[:3]
         self.details[key] = r
         say(json.dumps(r, default=str)[:2000])
         return r

@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 # A benchmark, not library code: it reports whatever a case raises, and its async cases call blocking
 # subprocesses on purpose (the real CLI, timed one at a time).
-# ruff: noqa: BLE001, SIM102
 """Case 5: 10,000 garbage connections in a row on the control socket (2,000 on the agent socket), then a job.
 
     .venv/bin/python bench/faults/garbage.py [--quick]    # --quick: 2,000
@@ -46,7 +45,7 @@ def garbage_connections(path: str, n: int, role: Role = Role.CTL, seed: int = 1)
                                token="not-a-token"))
     decoder = msgspec.msgpack.Decoder(CtlReply)
     slowest = 0.0
-    for i in range(n):
+    for _ in range(n):
         r = rng.random()
         if r < 0.10:
             kind, payload = "nothing", b""
@@ -56,7 +55,8 @@ def garbage_connections(path: str, n: int, role: Role = Role.CTL, seed: int = 1)
             body = rng.randbytes(rng.randint(0, 2048))
             kind, payload = "frame of random msgpack", len(body).to_bytes(4, "big") + body
         elif r < 0.85:
-            kind, payload = "oversized length prefix", rng.randint(MAX_FRAME + 1, 2**32 - 1).to_bytes(4, "big") + rng.randbytes(64)
+            kind = "oversized length prefix"
+            payload = rng.randint(MAX_FRAME + 1, 2**32 - 1).to_bytes(4, "big") + rng.randbytes(64)
         else:
             kind, payload = "hello, then random bytes", hello + rng.randbytes(rng.randint(1, 4096))
         kinds[kind] += 1
@@ -148,7 +148,8 @@ async def cases(run: Run, want: Callable[[int], bool]) -> None:
                     f"each gets an Error or a close ({hung} hung); then `submit -f` exits {r['job_after']['exit']}"
                     f" printing {r['job_after']['stdout'].strip()!r}",
                     "nothing" if r["daemon_alive"] and r["job_after"]["exit"] == 0 else "DAEMON DOWN",
-                    f"RSS {mb(r['rss_before_kb'])} before, {mb(r['rss_after_kb'])} after; fds {r['fds_before']} -> {r['fds_after']}"
+                    f"RSS {mb(r['rss_before_kb'])} before, {mb(r['rss_after_kb'])} after;"
+                    f" fds {r['fds_before']} -> {r['fds_after']}"
                     f"; {r['took_s']} s for all")
 
 

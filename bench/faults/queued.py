@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 # A benchmark, not library code: it reports whatever a case raises, and its async cases call blocking
 # subprocesses on purpose (the real CLI, timed one at a time).
-# ruff: noqa: ASYNC221, SIM102
 """Case 7: 10,000 queued jobs: hodeid RSS, `hodeictl list` latency, ListJobs round trips, an 8 MiB reply.
 
     .venv/bin/python bench/faults/queued.py [--quick]    # --quick: 2,000 jobs
@@ -128,11 +127,15 @@ async def cases(run: Run, want: Callable[[int], bool]) -> None:
             run.row(f"7. {r['queued']:,} queued jobs (--max-workers 1, first job holds the worker)",
                     f"`hodeictl list` median {ms(r['cli_list_s'])} (with 1 job: {ms(r['cli_list_1_job_s'])};"
                     f" `hodeictl --help`: {ms(r['cli_help_s'])});"
-                    f" `list --limit 0 --json` {ms(r['cli_list_all_json_s'])}; ListJobs round trip: 50 jobs {ms(r['client_list50_s'])},"
+                    f" `list --limit 0 --json` {ms(r['cli_list_all_json_s'])};"
+                    f" ListJobs round trip: 50 jobs {ms(r['client_list50_s'])},"
                     f" all {ms(r['client_list_all_s'])}",
-                    f"nothing; but with {r['overflow_extra_jobs']:,} more jobs of a 32 kB command `list --limit 0` exits {r['overflow_cli_exit']}",
-                    f"hodeid RSS {mb(r['rss_after_submit_kb'])} after the submits (1 job: {mb(r['rss_one_job_kb'])}), peak {mb(r['rss_peak_during_lists_kb'])} during the lists;"
-                    f" submits on one connection: first 1,000 in {r['submit_s_per_1000'][0]} s, last 1,000 in {r['submit_s_per_1000'][-1]} s")
+                    f"nothing; but with {r['overflow_extra_jobs']:,} more jobs of a 32 kB command"
+                    f" `list --limit 0` exits {r['overflow_cli_exit']}",
+                    f"hodeid RSS {mb(r['rss_after_submit_kb'])} after the submits (1 job: {mb(r['rss_one_job_kb'])}),"
+                    f" peak {mb(r['rss_peak_during_lists_kb'])} during the lists;"
+                    f" submits on one connection: first 1,000 in {r['submit_s_per_1000'][0]} s,"
+                    f" last 1,000 in {r['submit_s_per_1000'][-1]} s")
 
 
 if __name__ == "__main__":

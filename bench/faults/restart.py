@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 # A benchmark, not library code: it reports whatever a case raises, and its async cases call blocking
 # subprocesses on purpose (the real CLI, timed one at a time).
-# ruff: noqa: ASYNC220, ASYNC230, SIM102, SIM115
 """Cases 1-3: hodeid restarts under a running job; is its log whole, does a follower ride it out?
 
     .venv/bin/python bench/faults/restart.py [--quick] [--only 1,2,3]
@@ -91,7 +90,7 @@ async def restart_case(run: Run, provider: str, how: str, down: float = 0.0) -> 
         return res
     res["job_started_after_s"] = round(time.time() - job.created_at, 2)
     await asyncio.sleep(1.0 if run.quick else 2.0)
-    follower_out = open(d.root / "follower.out", "wb")
+    follower_out = open(d.root / "follower.out", "wb")  # noqa: SIM115 - the follower writes to it until stopped
     follower = subprocess.Popen([str(d.bin / "hodeictl"), "logs", "-f", str(jid)], stdout=follower_out,
                                 stderr=subprocess.PIPE, env=d.env)
     await asyncio.sleep(0.5)
@@ -185,10 +184,12 @@ def restart_row(run: Run, label: str, r: dict[str, Any]) -> None:
         f"exits {r['follower_exit']}, {r['follower_bytes']} bytes, identical to the file: {r['follower_equals_file']}")
     sees = f"job stays `{r['state_after_restart']}`, ends `{r['final_state']}`; a `logs -f` follower {fol}"
     if "cli_while_down" in r:
-        sees += f"; `hodeictl show` while down exits {r['cli_while_down']['exit']}: \"{r['cli_while_down']['stderr'][:90]}...\""
+        cli = r["cli_while_down"]
+        sees += f"; `hodeictl show` while down exits {cli['exit']}: \"{cli['stderr'][:90]}...\""
     lost = ("nothing: " if ok else "DIFFERENT: ") + (
         f"{cmp['file_bytes']} bytes compared, identical" if cmp["identical"]
-        else f"file {cmp['file_bytes']} B vs logs {cmp['log_bytes']} B, first difference at byte {cmp.get('first_difference_at')}")
+        else f"file {cmp['file_bytes']} B vs logs {cmp['log_bytes']} B,"
+             f" first difference at byte {cmp.get('first_difference_at')}")
     fig = (f"agent back with its job {secs(r['agent_back_s'])} after the new hodeid's start (which answers at"
            f" {secs(r['daemon_answers_s'])}); no answer for {secs(r['unanswered_s'])} from the signal")
     run.row(label, sees, lost, fig)
@@ -204,7 +205,8 @@ async def cases(run: Run, want: Callable[[int], bool]) -> None:
         if r := await run.case("2b kill -9, down 5 s, local", restart_case(run, "local", "kill -9", down=5.0)):
             restart_row(run, "2b. kill -9 of hodeid, down 5 s, job running, local", r)
             if "cli_while_down" in r:
-                run.details["2b kill -9, down 5 s, local"]["note"] = "cli_while_down: `hodeictl show` while hodeid was down"
+                run.details["2b kill -9, down 5 s, local"]["note"] = (
+                    "cli_while_down: `hodeictl show` while hodeid was down")
     if want(3):
         if why_no_docker := run.why_no_docker():
             run.row("3. restarts on the docker provider", f"not measured: {why_no_docker}", "n/a", "n/a")

@@ -109,7 +109,8 @@ async def worker_fault_case(run: Run, provider: str, fault: str, flags: list[str
 
 
 def worker_fault_row(run: Run, r: dict[str, Any]) -> None:
-    label = f"4. {r['fault']} of the worker{' agent' if r['provider'] == 'local' else ' container'} mid-job ({r['provider']}; heartbeat {r['flags']})"
+    what = "agent" if r["provider"] == "local" else "container"
+    label = f"4. {r['fault']} of the worker {what} mid-job ({r['provider']}; heartbeat {r['flags']})"
     if "error" in r:
         run.row(label, r["error"], "n/a", "n/a")
         return
@@ -131,13 +132,15 @@ async def cases(run: Run, want: Callable[[int], bool]) -> None:
         for fault, flags in (("kill -9", FAST_HB), ("kill -9", []), ("SIGSTOP", FAST_HB), ("SIGSTOP", [])):
             if fault == "SIGSTOP" and not flags and run.quick:
                 continue
-            if r := await run.case(f"4 {fault} agent, local, {flags or 'defaults'}", worker_fault_case(run, "local", fault, flags)):
+            if r := await run.case(f"4 {fault} agent, local, {flags or 'defaults'}",
+                                   worker_fault_case(run, "local", fault, flags)):
                 worker_fault_row(run, r)
         if why_no_docker := run.why_no_docker():
             run.row("4. docker kill of the worker container", f"not measured: {why_no_docker}", "n/a", "n/a")
         else:
             for fault, flags in (("docker kill", FAST_HB), ("docker kill", []), ("docker pause", FAST_HB)):
-                if r := await run.case(f"4 {fault}, {flags or 'defaults'}", worker_fault_case(run, "docker", fault, flags)):
+                if r := await run.case(f"4 {fault}, {flags or 'defaults'}",
+                                       worker_fault_case(run, "docker", fault, flags)):
                     worker_fault_row(run, r)
 
 
