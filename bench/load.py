@@ -88,7 +88,7 @@ class Sampler:
             self.peak = max(self.peak, rss_mib(self.pid))
             await asyncio.sleep(0.1)
 
-    async def __aenter__(self) -> Sampler:  # noqa: PYI034
+    async def __aenter__(self) -> Sampler:
         self._task = asyncio.create_task(self._run())
         return self
 
@@ -234,7 +234,8 @@ def flood_case(h: Harness, n: int = 1100, submits: int = 15) -> dict[str, Any]:
                 closed += 1
                 last = time.monotonic() - t0
         return {"case": "flood", "connections": len(flood), "submits": submits, "submits_ok": ok, "errors": errors[:3],
-                "flood_opened_in_s": round(flood_open, 3), "submits_and_jobs_s": round(submitted_s, 2), "closed_by_hodeid": closed,
+                "flood_opened_in_s": round(flood_open, 3), "submits_and_jobs_s": round(submitted_s, 2),
+                "closed_by_hodeid": closed,
                 "last_closed_after_s": round(last, 2), "hodeid_fds_before": fds_before, "hodeid_fds_during": fds_during,
                 "hodeid_fds_after": fds(d.pid)}
     finally:

@@ -74,7 +74,7 @@ class Hodeid:
             s.bind((swarm.host, 0))
             port = s.getsockname()[1]
         self.env = {**os.environ, "HODEI_SOCKET": str(self.socket), "DOCKER_HOST": swarm.manager}
-        self.log = open(self.root / "hodeid.log", "ab")
+        self.log = open(self.root / "hodeid.log", "ab")  # noqa: SIM115  (hodeid's log, open for its life; closed in stop)
         self.proc = subprocess.Popen(
             [str(BIN / "hodeid"), "--state-dir", str(self.root / "state"), "--socket", str(self.socket),
              "--provider", "swarm", "--image", swarm.image, "--agent-listen", f"{swarm.host}:{port}",
@@ -118,8 +118,8 @@ def floor_service(swarm: Swarm, i: int) -> float:
         try:
             t0 = time.monotonic()
             created = await docker.services.create(
-                {"ContainerSpec": {"Image": swarm.image, "Command": ["/bin/true"]}, "RestartPolicy": {"Condition": "none"},
-                 "Networks": [{"Target": "host"}]},
+                {"ContainerSpec": {"Image": swarm.image, "Command": ["/bin/true"]},
+                 "RestartPolicy": {"Condition": "none"}, "Networks": [{"Target": "host"}]},
                 name=f"hodei-bench-floor-{os.getpid()}-{i}", labels={"hodei.bench": "floor"})
             while True:
                 tasks = await docker.tasks.list(filters={"service": [created["ID"]]})
@@ -163,7 +163,7 @@ def twenty(d: Hodeid, n: int) -> tuple[float, dict[str, int]]:
 
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 def main() -> None:
@@ -233,13 +233,19 @@ def main() -> None:
         if built:
             subprocess.run([str(SCRIPT), "down"], capture_output=True, close_fds=True)
     cm, fm = statistics.median(cold), statistics.median(floor)
+    cold_row = (f"| cold: submit -> first line, median of {cold_n} | {cm:.2f} s"
+                f" | service running `true` -> Complete: {fm:.2f} s | {cm / fm:.2f}x |")
+    warm_row = (f"| warm dispatch: created -> started, {warm_n} jobs"
+                f" | p50 {pct(warm, 50) * 1000:.1f} ms, p90 {pct(warm, 90) * 1000:.1f} ms | | |")
+    twenty_row = (f"| twenty `sleep 2`, makespan | three nodes {three:.2f} s {three_nodes}"
+                  f" | one node {one:.2f} s {one_nodes} | {three / one:.2f}x |")
     print(f"""## Swarm provider, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `{' '.join(sys.argv[1:])}`
 
 | Measurement | hodei | floor / peer (same run) | ratio |
 |---|---|---|---|
-| cold: submit -> first line, median of {cold_n} | {cm:.2f} s | service running `true` -> Complete: {fm:.2f} s | {cm / fm:.2f}x |
-| warm dispatch: created -> started, {warm_n} jobs | p50 {pct(warm, 50) * 1000:.1f} ms, p90 {pct(warm, 90) * 1000:.1f} ms | | |
-| twenty `sleep 2`, makespan | three nodes {three:.2f} s {three_nodes} | one node {one:.2f} s {one_nodes} | {three / one:.2f}x |
+{cold_row}
+{warm_row}
+{twenty_row}
 """)
 
 

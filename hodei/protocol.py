@@ -363,7 +363,8 @@ class Shutdown(Message):
 
 
 CtlRequest = (
-    Submit | SubmitMany | GetJob | ListJobs | CancelJobs | WaitJobs | ReadLogs | ListWorkers | AddAgent | RemoveAgent | Ping
+    Submit | SubmitMany | GetJob | ListJobs | CancelJobs | WaitJobs | ReadLogs | ListWorkers | AddAgent | RemoveAgent
+    | Ping
 )
 CtlReply = JobReply | JobsReply | WorkersReply | LogData | LogEnd | AgentAdded | Pong | Error
 AgentToDaemon = Ready | Heartbeat | Accept | Reject | Output | Exited

@@ -16,9 +16,9 @@ from hodei.errors import HodeiError, InvalidTransition
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
     FINAL_STATES,
+    PROTOCOL_VERSION,
     AddAgent,
     AgentAdded,
-    RemoveAgent,
     CancelJobs,
     CtlRequest,
     Error,
@@ -33,13 +33,13 @@ from hodei.protocol import (
     Ping,
     Pong,
     ReadLogs,
+    RemoveAgent,
     Stream,
     Submit,
     SubmitMany,
     WaitJobs,
-    WorkersReply,
-    PROTOCOL_VERSION,
     Welcome,
+    WorkersReply,
 )
 from hodeid import memory
 from hodeid.app import App

@@ -37,7 +37,7 @@ def reserve_for(directory: Path) -> int:
 
 
 class Record:
-    __slots__ = ("seq", "stream", "ts", "data")
+    __slots__ = ("data", "seq", "stream", "ts")
 
     def __init__(self, seq: int, stream: int, ts: float, data: bytes) -> None:
         self.seq, self.stream, self.ts, self.data = seq, stream, ts, data
@@ -58,7 +58,7 @@ def parse(buf: bytes | memoryview, start: int = 0) -> tuple[list[Record], int]:
 
 
 class _Open:
-    __slots__ = ("fd", "last_seq", "size", "output", "truncated")
+    __slots__ = ("fd", "last_seq", "output", "size", "truncated")
 
     def __init__(self, fd: int, last_seq: int, size: int, output: int, truncated: bool) -> None:
         self.fd, self.last_seq, self.size, self.truncated = fd, last_seq, size, truncated
@@ -214,7 +214,7 @@ class LogStore:
 def _index(path: str | Path) -> Iterator[tuple[int, int, int, int]]:
     """(offset, data length, stream, seq) of each whole record, reading headers only."""
     try:
-        f = open(path, "rb")
+        f = open(path, "rb")  # noqa: SIM115  (a generator: the with below closes it; a missing file is no records)
     except FileNotFoundError:
         return
     with f:

@@ -19,7 +19,8 @@ TRIM_DELAY = 1.0  # seconds: a thousand followers leaving cost one trim, not a t
 def _malloc_trim() -> Callable[[int], int] | None:
     """The C library's malloc_trim, from the symbols already loaded (find_library would run ldconfig)."""
     try:
-        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+        return trim
     except (OSError, AttributeError):
         return None
 

@@ -277,7 +277,8 @@ class Store:
         row = await self._one(
             "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at)"
             f" VALUES (?, 'queued', ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
-            (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints), owner_uid, time.time()),
+            (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints), owner_uid,
+             time.time()),
         )
         return _job_from_row(row)
 
@@ -286,7 +287,8 @@ class Store:
         transaction around several: other tasks' statements share this connection meanwhile.)"""
         now = time.time()
         params = [v for spec in specs for v in
-                  (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints), owner_uid, now)]
+                  (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints),
+                   owner_uid, now)]
         rows = await self._all(
             "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at) VALUES "
             + ", ".join(["(?, 'queued', ?, ?, ?, ?, ?)"] * len(specs)) + f" RETURNING {_JOB_COLUMNS}",

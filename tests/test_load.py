@@ -152,7 +152,8 @@ def test_stalled_followers_cost_little_memory_and_give_it_back(daemon: Daemon) -
 
 def test_many_followers_all_get_the_whole_log(daemon: Daemon) -> None:
     """50 `logs -f` followers of a job that writes 3 MB each get every byte, in order."""
-    job = daemon.submit("for i in $(seq 1 30); do head -c 100000 /dev/zero | tr '\\0' x; echo \" $i\"; sleep 0.02; done")
+    job = daemon.submit(
+        "for i in $(seq 1 30); do head -c 100000 /dev/zero | tr '\\0' x; echo \" $i\"; sleep 0.02; done")
     followers = [daemon.popen_ctl("logs", "-f", str(job)) for _ in range(50)]
     expected = b"".join(b"x" * 100000 + f" {i}\n".encode() for i in range(1, 31))
     try:

@@ -208,7 +208,7 @@ class SwarmProvider(EngineClient):
         """A node's hostname and state ("ready", "down", ...), from a list at most a second old."""
         if node_id not in self._nodes or time.monotonic() - self._nodes_at > 1.0:
             try:
-                self._nodes = {n["ID"]: n for n in await self.docker.nodes.list()}
+                self._nodes = {n["ID"]: dict(n) for n in await self.docker.nodes.list()}
                 self._nodes_at = time.monotonic()
             except Exception as e:
                 log.info("cannot list swarm nodes: %s", explain(e))
@@ -218,7 +218,7 @@ class SwarmProvider(EngineClient):
 
     async def task(self, handle: str) -> dict[str, Any] | None:
         """The service's newest task, or None when it has none yet."""
-        tasks = await self.docker.tasks.list(filters={"service": [handle]})
+        tasks: list[dict[str, Any]] = [dict(t) for t in await self.docker.tasks.list(filters={"service": [handle]})]
         return max(tasks, key=lambda t: t.get("Version", {}).get("Index", 0)) if tasks else None
 
     async def node(self, handle: str) -> str:
