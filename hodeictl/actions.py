@@ -19,6 +19,7 @@ from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
 from hodeictl.args import fail, job_id, submit_spec, with_client
 from hodeictl.client import Client
+from hodeictl.follow import WaitReporter, detached, say, what_happened
 from hodeictl.parse import Call
 
 
@@ -84,22 +85,33 @@ def _command_lines(path: str) -> list[str]:
 
 def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool,
                 attempt: int = 0) -> int:
+    """Print the job's output; following, say what it waits for, how it ended unless it succeeded,
+    and on Ctrl-C that it keeps running (exit EXIT_DETACHED)."""
     outs = {Stream.STDOUT: sys.stdout.buffer, Stream.STDERR: sys.stderr.buffer}
     at_line_start = {Stream.STDOUT: True, Stream.STDERR: True}
     end: JobInfo | None = None
-    for msg in c.logs(jid, follow=follow, tail=tail, attempt=attempt):
-        if isinstance(msg, LogEnd):
-            end = msg.job
-            break
-        assert isinstance(msg, LogData)
-        out = outs[msg.stream]
-        data = msg.data
-        if timestamps:
-            data = _stamp_lines(data, msg.ts, at_line_start, msg.stream)
-        out.write(data)
-        out.flush()
+    try:
+        with WaitReporter(c.socket, jid, enabled=follow) as reporter:
+            for msg in c.logs(jid, follow=follow, tail=tail, attempt=attempt):
+                reporter.stop()  # the job's own output (or its end) speaks from now on
+                if isinstance(msg, LogEnd):
+                    end = msg.job
+                    break
+                assert isinstance(msg, LogData)
+                out = outs[msg.stream]
+                data = msg.data
+                if timestamps:
+                    data = _stamp_lines(data, msg.ts, at_line_start, msg.stream)
+                out.write(data)
+                out.flush()
+    except KeyboardInterrupt:
+        if not follow:
+            raise
+        return detached([jid], "following")
     if end is None or not follow:
         return 0
+    if (line := what_happened(end)) is not None:
+        say(line)
     return render.exit_status(end)
 
 
@@ -133,11 +145,19 @@ def cancel(socket: str | None, jobs: list[str], grace: float | None, no_wait: bo
 
 def wait(socket: str | None, jobs: list[str], json: bool) -> int:
     ids = [job_id(j) for j in jobs]
-    return with_client(socket, lambda c: _print_states(c.wait_pages(ids), json))
+
+    def work(c: Client) -> int:
+        try:
+            return _print_states(c.wait_pages(ids), json, tell=True)
+        except KeyboardInterrupt:
+            return detached(ids, "waiting")
+
+    return with_client(socket, work)
 
 
-def _print_states(pages: Iterable[list[JobInfo]], json: bool) -> int:
-    """Print each job as its page arrives; returns the first failing job's exit status (0: none failed)."""
+def _print_states(pages: Iterable[list[JobInfo]], json: bool, tell: bool = False) -> int:
+    """Print each job as its page arrives; returns the first failing job's exit status (0: none failed).
+    With ``tell``, a job that did not succeed also gets its line on stderr (`wait`)."""
     status = 0
 
     def each() -> Iterator[JobInfo]:
@@ -145,6 +165,8 @@ def _print_states(pages: Iterable[list[JobInfo]], json: bool) -> int:
         for page in pages:
             for j in page:
                 status = status or render.exit_status(j)
+                if tell and (line := what_happened(j)) is not None:
+                    say(line)
                 yield j
             sys.stdout.flush()
 
