@@ -34,14 +34,6 @@ log = logging.getLogger("hodeid.swarm")
 SECRET_DIR = "/run/secrets"
 TOKEN_FILE = "hodei-token"
 CA_FILE = "hodei-ca.pem"
-# A shell reads the token from its secret file once and starts the image's agent with it, so that any
-# worker image (with /bin/sh) works whatever its agent's version: the token is in the agent's environment
-# (which jobs do not inherit), never in the service's spec.
-AGENT_COMMAND = [
-    "/bin/sh", "-c",
-    (f'HODEI_WORKER_TOKEN="$(cat {SECRET_DIR}/{TOKEN_FILE})" && export HODEI_WORKER_TOKEN'
-     ' && exec /opt/hodei/bin/hodei-agent'),
-]
 STOP_GRACE_NS = 5 * 10**9  # when a service goes: SIGTERM to the agent, SIGKILL this long after
 RUNNING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 
@@ -113,6 +105,9 @@ class SwarmProvider(EngineClient):
             "HODEI_AGENT_SOCKET": self.agent_address(),
             "HODEI_WORKER_ID": worker_id,
             "HODEI_HEARTBEAT_INTERVAL": str(cfg.heartbeat_interval),
+            # The agent reads its token from the secret file once: it is in no environment and in no
+            # part of the service's spec (and it is spent at registration anyway).
+            "HODEI_WORKER_TOKEN_FILE": f"{SECRET_DIR}/{TOKEN_FILE}",
         }
         if cfg.tls_cert is not None:
             env["HODEI_TLS_CA"] = f"{SECRET_DIR}/{CA_FILE}"
@@ -124,7 +119,6 @@ class SwarmProvider(EngineClient):
         return {
             "ContainerSpec": {
                 "Image": image,
-                "Command": AGENT_COMMAND,
                 "Env": env,
                 "Init": True,  # docker-init as PID 1: forwards signals, reaps orphans
                 "Labels": self.labels(worker_id),
