@@ -6,23 +6,19 @@ import asyncio
 import grp
 import os
 import pwd
-import sqlite3
 from collections.abc import Awaitable
 from typing import TypeVar, cast
 
 import msgspec
 
-from hodei.errors import HodeiError, InvalidTransition
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
     FINAL_STATES,
+    PROTOCOL_VERSION,
     AddAgent,
     AgentAdded,
-    RemoveAgent,
     CancelJobs,
     CtlRequest,
-    Error,
-    ErrorCode,
     GetJob,
     JobReply,
     JobsReply,
@@ -33,19 +29,20 @@ from hodei.protocol import (
     Ping,
     Pong,
     ReadLogs,
+    RemoveAgent,
     Stream,
     Submit,
     SubmitMany,
     WaitJobs,
-    WorkersReply,
-    PROTOCOL_VERSION,
     Welcome,
+    WorkersReply,
 )
 from hodeid import memory
 from hodeid.app import App
 from hodeid.jobs import InvalidSpec, JobNotFound, check_found
 from hodeid.logstore import Record
 from hodeid.pages import JobPages, chunks
+from hodeid.replies import REQUEST_ERRORS, error_reply
 from hodeid.store import StoredJob
 
 T = TypeVar("T")
@@ -68,18 +65,10 @@ class CtlSession:
         while (req := await self.reader.read()) is not None:
             try:
                 await self.handle(req)
-            except JobNotFound as e:
-                await self.writer.send(Error(code=ErrorCode.NOT_FOUND, message=str(e)))
-            except (InvalidSpec, InvalidTransition) as e:
-                await self.writer.send(Error(code=ErrorCode.INVALID, message=str(e)))
             except ClientGone:
                 return
-            except HodeiError as e:
-                await self.writer.send(Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
-            except OverflowError:
-                await self.writer.send(Error(code=ErrorCode.INVALID, message="a number in the request is out of range"))
-            except sqlite3.OperationalError as e:  # say what went wrong, keep the connection
-                await self.writer.send(Error(code=ErrorCode.INTERNAL, message=database_trouble(e, self.app)))
+            except REQUEST_ERRORS as e:
+                await self.writer.send(error_reply(e, self.app.config.db_path))
 
     async def handle(self, req: CtlRequest) -> None:
         app, send = self.app, self.writer.send
@@ -227,17 +216,6 @@ class CtlSession:
             await asyncio.gather(task, return_exceptions=True)
             raise ClientGone()
         return task.result()
-
-
-def database_trouble(e: sqlite3.OperationalError, app: App) -> str:
-    """What a client is told when its request hit a database error: locked, full, or else."""
-    code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF  # the primary code of an extended one
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return (f"hodeid's database {app.config.db_path} is locked by another process ({e}): close whatever"
-                " holds it open (an sqlite3 shell, a backup tool) and retry")
-    if code == sqlite3.SQLITE_FULL:
-        return f"hodeid cannot write its database ({e}): the disk is full; free some space and retry"
-    return f"hodeid cannot use its database ({e}); see its log"
 
 
 def sees_all(app: App, uid: int | None) -> bool:
