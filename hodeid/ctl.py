@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import grp
-import os
-import pwd
 from collections.abc import Awaitable
 from typing import TypeVar, cast
 
@@ -38,8 +35,9 @@ from hodei.protocol import (
     WorkersReply,
 )
 from hodeid import memory
+from hodeid.access import Caller
 from hodeid.app import App
-from hodeid.jobs import InvalidSpec, JobNotFound, check_found
+from hodeid.jobs import JobNotFound
 from hodeid.logstore import Record
 from hodeid.pages import JobPages, chunks
 from hodeid.replies import REQUEST_ERRORS, error_reply
@@ -57,8 +55,7 @@ class CtlSession:
         self.app = app
         self.reader = reader
         self.writer = writer
-        self.uid = uid
-        self.sees_all = sees_all(app, uid)
+        self.caller = Caller.of(app.config.admin_group, uid)
 
     async def run(self) -> None:
         await self.writer.send(Welcome(version=PROTOCOL_VERSION, daemon="hodeid"))
@@ -74,12 +71,12 @@ class CtlSession:
         app, send = self.app, self.writer.send
         match req:
             case Submit(spec=spec):
-                self._may_submit()
-                job = await app.jobs.submit(spec, self.uid)
+                self.caller.check_submit()
+                job = await app.jobs.submit(spec, self.caller.uid)
                 await send(JobReply(job=job.info))
             case SubmitMany(specs=specs):
-                self._may_submit()
-                queued = await app.jobs.submit_many(specs, self.uid)
+                self.caller.check_submit()
+                queued = await app.jobs.submit_many(specs, self.caller.uid)
                 await send(JobsReply(jobs=[j.info for j in queued]))
             case GetJob(job_id=job_id, history=history):
                 job = await self._job(job_id)
@@ -87,9 +84,8 @@ class CtlSession:
                 node = await app.store.worker_node(job.info.worker_id)
                 await send(JobReply(job=msgspec.structs.replace(job.info, node=node), history=events))
             case ListJobs(states=states, limit=limit):
-                owner = None if self.sees_all else self.uid
                 pages = JobPages(self.writer)
-                async for page in app.store.list_jobs(states, limit, owner_uid=owner):
+                async for page in app.store.list_jobs(states, limit, owner_uid=self.caller.owner):
                     for job in page:
                         await pages.add(job.info)
                 await pages.end()
@@ -107,29 +103,18 @@ class CtlSession:
                 finally:
                     memory.trim_soon()  # what this follower's blocks took goes back once it is done
             case ListWorkers():
-                await send(WorkersReply(workers=app.pool.infos(None if self.sees_all else self.uid)))
+                await send(WorkersReply(workers=app.pool.infos(self.caller.owner)))
             case AddAgent(pool=pool):
-                self._admin_only("register agents")
+                self.caller.check_admin("register agents")
                 worker_id, token = await app.pool.add_remote(pool)
                 await send(AgentAdded(worker_id=worker_id, token=token))
             case RemoveAgent(worker_id=worker_id):
-                self._admin_only("remove agents")
+                self.caller.check_admin("remove agents")
                 if not await app.jobs.remove_agent(worker_id):
                     raise JobNotFound(f"no remote agent {worker_id}: `hodeictl workers` lists the connected ones")
                 await send(Pong())
             case Ping():
                 await send(Pong())
-
-    def _may_submit(self) -> None:
-        if self.uid is None:  # who is asking is unknown: nothing may run on their behalf
-            raise InvalidSpec("hodeid cannot tell which user is asking (no peer credentials on the socket)")
-        if os.geteuid() not in (0, self.uid):
-            raise InvalidSpec(f"hodeid runs as uid {os.geteuid()} and cannot run jobs as uid {self.uid};"
-                              " start your own hodeid, or ask for a hodeid that runs as root")
-
-    def _admin_only(self, what: str) -> None:
-        if not self.sees_all:
-            raise InvalidSpec(f"only root or members of hodeid's --admin-group may {what}")
 
     async def _job(self, job_id: int) -> StoredJob:
         return (await self._jobs([job_id]))[job_id]
@@ -137,8 +122,7 @@ class CtlSession:
     async def _jobs(self, job_ids: list[int]) -> dict[int, StoredJob]:
         """The jobs, if this caller may see them all: their own, or any for root and the admin group."""
         jobs = await self.app.jobs.get_many(job_ids)
-        if not self.sees_all:
-            check_found(job_ids, {i for i, job in jobs.items() if job.owner_uid == self.uid})
+        self.caller.check_sees(job_ids, jobs)
         return jobs
 
     async def _check_all(self, job_ids: list[int]) -> None:
@@ -216,23 +200,6 @@ class CtlSession:
             await asyncio.gather(task, return_exceptions=True)
             raise ClientGone()
         return task.result()
-
-
-def sees_all(app: App, uid: int | None) -> bool:
-    """Whether this caller sees every user's jobs. A caller whose uid is unknown sees none: fail closed."""
-    if uid is None:
-        return False
-    if uid == 0 or uid == os.geteuid():
-        return True
-    group = app.config.admin_group
-    if not group:
-        return False
-    try:
-        gid = grp.getgrnam(group).gr_gid
-        name = pwd.getpwuid(uid).pw_name
-        return gid in os.getgrouplist(name, pwd.getpwuid(uid).pw_gid)
-    except KeyError:
-        return False
 
 
 async def serve_ctl(app: App, reader: FrameReader[CtlRequest], writer: FrameWriter, uid: int | None) -> None:
