@@ -12,11 +12,15 @@ import os
 import pwd
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hodei.errors import HodeiError
 from hodei.protocol import ErrorCode
 from hodeid.jobs import check_found
 from hodeid.store import StoredJob
+
+if TYPE_CHECKING:
+    from hodeid.lifecycle import Lifecycle
 
 
 class Refused(HodeiError):
@@ -73,3 +77,12 @@ class Caller:
     def check_sees(self, job_ids: Sequence[int], jobs: Mapping[int, StoredJob]) -> None:
         """Raise "no job N" for the first of ``job_ids`` that is not among ``jobs`` or not this caller's."""
         check_found(job_ids, jobs if self.admin else {i for i, job in jobs.items() if job.owner_uid == self.uid})
+
+    async def jobs(self, lifecycle: Lifecycle, job_ids: list[int]) -> dict[int, StoredJob]:
+        """These jobs, if this caller may see them all: "no job N" for the first one that is not."""
+        jobs = await lifecycle.get_many(job_ids)
+        self.check_sees(job_ids, jobs)
+        return jobs
+
+    async def job(self, lifecycle: Lifecycle, job_id: int) -> StoredJob:
+        return (await self.jobs(lifecycle, [job_id]))[job_id]
