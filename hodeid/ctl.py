@@ -13,7 +13,6 @@ import msgspec
 
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
-    FINAL_STATES,
     PROTOCOL_VERSION,
     AddAgent,
     AgentAdded,
@@ -26,25 +25,21 @@ from hodei.protocol import (
     JobState,
     ListJobs,
     ListWorkers,
-    LogData,
-    LogEnd,
     Message,
     Ping,
     Pong,
     ReadLogs,
     RemoveAgent,
-    Stream,
     Submit,
     SubmitMany,
     WaitJobs,
     Welcome,
     WorkersReply,
 )
-from hodeid import memory
 from hodeid.access import Caller
 from hodeid.app import App
+from hodeid.follow import follow
 from hodeid.jobs import JobNotFound
-from hodeid.logstore import Record
 from hodeid.pages import chunks, paged
 from hodeid.replies import REQUEST_ERRORS, error_reply
 
@@ -108,7 +103,7 @@ class CtlSession:
                 await self._check_all(ids)
                 return paged(self._answer(ids, wait=True))
             case ReadLogs():
-                return self._logs(req)
+                return follow(self.app, self.caller, req)
             case ListWorkers():
                 return WorkersReply(workers=self.app.pool.infos(self.caller.owner))
             case AddAgent(pool=pool):
@@ -146,45 +141,6 @@ class CtlSession:
             for job_id in part:
                 yield jobs[job_id].info
 
-    async def _logs(self, req: ReadLogs) -> AsyncIterator[Message]:
-        """One attempt's output (the latest by default); a follower moves on to a retry's."""
-        try:
-            app = self.app
-            seen = app.jobs.moves  # taken before each read of the job: a move in between is seen next time
-            job = await self.caller.job(app.jobs, req.job_id)
-            attempt = req.attempt or job.info.attempt
-            if not 1 <= attempt <= job.info.attempt:
-                raise JobNotFound(f"job {req.job_id} has no attempt {attempt}: it has had {job.info.attempt}")
-            follow = req.follow and attempt == job.info.attempt
-            offset, skip, from_seq = 0, 0, req.from_seq
-            if req.tail is not None:
-                offset, skip = app.logs.tail_offset(req.job_id, attempt, req.tail)
-            while True:
-                changed = app.changes.event(req.job_id)
-                records, offset = app.logs.read_from(req.job_id, attempt, offset)
-                if not records and app.jobs.moves != seen:  # caught up, and some job moved: look at its state
-                    seen = app.jobs.moves
-                    job = await app.jobs.get(req.job_id)  # a final state here means all its output is in the file
-                    records, offset = app.logs.read_from(req.job_id, attempt, offset)  # then once more at the log
-                if records:  # each record is taken out as its frame goes: while the client drains, the frame
-                    records.reverse()  # is the only copy of its bytes (no name here holds on to one)
-                    while records:
-                        if records[-1].seq <= from_seq:
-                            records.pop()
-                            continue
-                        yield _frame(records.pop(), skip)
-                        skip = 0
-                    continue
-                if follow and job.info.attempt > attempt:  # that attempt ended and a retry is queued: follow it
-                    attempt, offset, from_seq = job.info.attempt, 0, 0
-                    continue
-                if not follow or job.info.state in FINAL_STATES:
-                    break
-                await changed.wait()
-            yield LogEnd(job=job.info)
-        finally:
-            memory.trim_soon()  # what this follower's blocks took goes back once it is done
-
     async def _until_gone(self, work: Awaitable[T]) -> T:
         """Run a long request, but stop it if the client hangs up (clients send nothing meanwhile)."""
         task = asyncio.ensure_future(work)
@@ -199,12 +155,6 @@ class CtlSession:
             await asyncio.gather(task, return_exceptions=True)
             raise ClientGone()
         return task.result()
-
-
-def _frame(rec: Record, skip: int) -> LogData:
-    """The LogData of one record, less its first ``skip`` bytes (where a tail starts in it)."""
-    stream = Stream.STDOUT if rec.stream == Stream.STDOUT else Stream.STDERR  # notes go to stderr
-    return LogData(seq=rec.seq, stream=stream, ts=rec.ts, data=rec.data[skip:] if skip else rec.data)
 
 
 async def serve_ctl(app: App, reader: FrameReader[CtlRequest], writer: FrameWriter, uid: int | None) -> None:
