@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import TypeVar, cast
 
 import msgspec
@@ -44,7 +44,7 @@ from hodeid.pages import chunks, paged
 from hodeid.replies import REQUEST_ERRORS, error_reply
 
 T = TypeVar("T")
-Reply = Message | AsyncIterator[Message]  # one reply, or a run of them written as they come
+Reply = Message | AsyncGenerator[Message, None]  # one reply, or a run of them written as they come
 
 
 class ClientGone(Exception):
@@ -75,8 +75,8 @@ class CtlSession:
             except REQUEST_ERRORS as e:
                 await self.writer.send(error_reply(e, self.app.config.db_path))
 
-    async def _write_all(self, replies: AsyncIterator[Message]) -> None:
-        async with contextlib.aclosing(replies):  # type: ignore[type-var]  # its clean-up runs now, even if cut
+    async def _write_all(self, replies: AsyncGenerator[Message, None]) -> None:
+        async with contextlib.aclosing(replies):  # its clean-up runs now, even if the client hangs up
             async for reply in replies:
                 self.writer.write(reply)
                 del reply  # while the client drains, the frame queued is the only copy of a log's bytes

@@ -11,7 +11,7 @@ followers make many of them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from hodei.protocol import FINAL_STATES, LogData, LogEnd, Message, ReadLogs, Stream
 from hodeid import memory
@@ -50,7 +50,7 @@ class LogReader:
         return records
 
 
-async def follow(app: App, caller: Caller, req: ReadLogs) -> AsyncIterator[Message]:
+async def follow(app: App, caller: Caller, req: ReadLogs) -> AsyncGenerator[Message, None]:
     """One attempt's output (the latest by default), and LogEnd; a follower moves on to a retry's."""
     try:
         seen = app.jobs.moves  # taken before each read of the job: a move in between is seen next time

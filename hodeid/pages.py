@@ -7,7 +7,7 @@ size, not by row count: one job can carry a command of up to a megabyte (``MAX_S
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Iterator
 from typing import Any
 
 import msgspec
@@ -49,7 +49,7 @@ class JobPages:
         return page
 
 
-async def paged(jobs: AsyncIterable[JobInfo]) -> AsyncIterator[JobsReply]:
+async def paged(jobs: AsyncIterable[JobInfo]) -> AsyncGenerator[JobsReply, None]:
     """These jobs as a reply in pages: full pages as they fill, then the last (perhaps empty) one."""
     pages = JobPages()
     async for job in jobs:
