@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from hodei.protocol import ErrorCode
+
 
 class HodeiError(Exception):
-    """Something went wrong in hodei."""
+    """Something went wrong in hodei. ``code`` is what hodeid answers a client with when this stops a request."""
 
     exit_code = 1
+    code = ErrorCode.BAD_REQUEST
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -41,11 +44,15 @@ class RemoteError(HodeiError):
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.code = code
+        self.remote_code = code  # a str: a newer hodeid may answer with a code this client does not know
 
     @property
     def exit_code(self) -> int:  # type: ignore[override]
-        return 4 if self.code == "not_found" else 2
+        if self.remote_code == ErrorCode.NOT_FOUND:
+            return 4
+        if self.remote_code == ErrorCode.AUTH:
+            return NoAccess.exit_code  # refused for who the caller is, as when the socket itself is refused
+        return 2
 
 
 class SocketInUse(HodeiError):
@@ -64,3 +71,5 @@ class ProviderError(HodeiError):
 
 class InvalidTransition(HodeiError):
     """The job is not in a state that allows this change."""
+
+    code = ErrorCode.INVALID

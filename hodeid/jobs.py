@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Container, Iterable
 
 from hodei.errors import HodeiError
-from hodei.protocol import JobSpec, JobState
+from hodei.protocol import ErrorCode, JobSpec, JobState
 
 MAX_SPEC_BYTES = 1 << 20  # command, env and labels together: replies stay far under the frame limit
 MAX_BATCH = 1000  # jobs in one SubmitMany: one INSERT (6 parameters a job, SQLite allows 32,766)
@@ -15,6 +15,8 @@ MAX_BATCH_BYTES = 4 << 20  # of spec_size in one SubmitMany: its reply, which re
 
 class JobNotFound(HodeiError):
     """No such job: `hodeictl list` shows the jobs there are."""
+
+    code = ErrorCode.NOT_FOUND
 
 
 def no_job(job_id: int) -> JobNotFound:
@@ -30,6 +32,8 @@ def check_found(job_ids: Iterable[int], found: Container[int]) -> None:
 
 class InvalidSpec(HodeiError):
     """The job is not valid."""
+
+    code = ErrorCode.INVALID
 
 
 def spec_size(spec: JobSpec) -> int:

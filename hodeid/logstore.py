@@ -166,6 +166,16 @@ class LogStore:
 
     # ---- reading --------------------------------------------------------------------------------
 
+    def size(self, job_id: int, attempt: int) -> int:
+        """The log file's bytes (0 if it has none): known while it is open, else one stat."""
+        handle = self._open.get((job_id, attempt))
+        if handle is not None:
+            return handle.size
+        try:
+            return os.stat(self.path(job_id, attempt)).st_size
+        except FileNotFoundError:
+            return 0
+
     def read_from(self, job_id: int, attempt: int, offset: int) -> tuple[list[Record], int]:
         """Whole records from byte ``offset`` on (at most READ_BLOCK bytes of them, or one larger
         record), and the next offset. Each call allocates about what it reads: followers are many."""

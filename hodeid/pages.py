@@ -7,12 +7,11 @@ size, not by row count: one job can carry a command of up to a megabyte (``MAX_S
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Iterator
 from typing import Any
 
 import msgspec
 
-from hodei.framing import FrameWriter
 from hodei.protocol import MAX_FRAME, JobInfo, JobsReply
 
 PAGE_BYTES = MAX_FRAME // 2  # a page's jobs; with one job over the budget it is still under the limit
@@ -27,23 +26,33 @@ def chunks(ids: list[int], size: int = ID_CHUNK) -> Iterator[list[int]]:
 
 
 class JobPages:
-    """Sends jobs as JobsReply pages of at most PAGE_BYTES of encoded jobs; ``end`` sends the last."""
+    """Cuts jobs into JobsReply pages of at most PAGE_BYTES of encoded jobs; ``end`` gives the last."""
 
-    def __init__(self, writer: FrameWriter) -> None:
-        self._writer = writer
+    def __init__(self) -> None:
         self._jobs: list[Any] = []  # each job encoded once, as msgspec.Raw
         self._size = 0
 
-    async def add(self, job: JobInfo) -> None:
+    def add(self, job: JobInfo) -> JobsReply | None:
+        """Take one more job; a full page is returned when this job does not fit in it."""
         raw = msgspec.Raw(_encoder.encode(job))
-        if self._jobs and self._size + len(raw) > PAGE_BYTES:
-            await self._send(more=True)
+        page = self._page(more=True) if self._jobs and self._size + len(raw) > PAGE_BYTES else None
         self._jobs.append(raw)
         self._size += len(raw)
+        return page
 
-    async def end(self) -> None:
-        await self._send(more=False)
+    def end(self) -> JobsReply:
+        return self._page(more=False)
 
-    async def _send(self, more: bool) -> None:
-        await self._writer.send(JobsReply(jobs=self._jobs, more=more))
+    def _page(self, more: bool) -> JobsReply:
+        page = JobsReply(jobs=self._jobs, more=more)
         self._jobs, self._size = [], 0
+        return page
+
+
+async def paged(jobs: AsyncIterable[JobInfo]) -> AsyncGenerator[JobsReply, None]:
+    """These jobs as a reply in pages: full pages as they fill, then the last (perhaps empty) one."""
+    pages = JobPages()
+    async for job in jobs:
+        if (page := pages.add(job)) is not None:
+            yield page
+    yield pages.end()

@@ -17,7 +17,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from hodei.errors import FrameTooLarge, HodeiError, ProtocolError, SocketInUse, StateDirError
+from hodei.errors import HodeiError, ProtocolError, SocketInUse, StateDirError
 from hodei.framing import FrameReader, FrameWriter
 from hodei.protocol import (
     PROTOCOL_VERSION,
@@ -36,6 +36,7 @@ from hodeid.config import Config
 from hodeid.ctl import serve_ctl
 from hodeid.providers import make_provider
 from hodeid.recovery import recover
+from hodeid.replies import error_reply
 from hodeid.store import DatabaseDamaged
 from hodeid.worker import AuthError
 
@@ -261,24 +262,16 @@ class Server:
                 await serve_agent(self.app, hello, FrameReader[AgentToDaemon](r, AgentToDaemon), writer)
         except TimeoutError:
             log.info("dropped a %s connection that sent no hello within %gs", role, self.config.handshake_timeout)
-        except AuthError as e:
-            log.warning("%s", e)
-            await _try_send(writer, Error(code=ErrorCode.AUTH, message=str(e)))
-        except FrameTooLarge as e:
-            log.info("closed a %s connection: %s", role, e)
-            await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
-        except ProtocolError as e:
-            log.info("closed a %s connection: %s", role, e)
-            await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
-        except HodeiError as e:
-            await _try_send(writer, Error(code=ErrorCode.BAD_REQUEST, message=str(e)))
-        except (ConnectionError, BrokenPipeError, ssl.SSLError):
+        except (ConnectionError, BrokenPipeError, ssl.SSLError, asyncio.CancelledError):
             pass
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("internal error on a %s connection", role)
-            await _try_send(writer, Error(code=ErrorCode.INTERNAL, message="hodeid hit an internal error; see its log"))
+        except Exception as e:
+            if isinstance(e, AuthError):
+                log.warning("%s", e)
+            elif isinstance(e, ProtocolError):
+                log.info("closed a %s connection: %s", role, e)
+            elif not isinstance(e, HodeiError):
+                log.exception("internal error on a %s connection", role)
+            await _try_send(writer, error_reply(e, self.config.db_path))
         finally:
             writer.close()
             self._conns.discard(task)

@@ -21,7 +21,7 @@ import msgspec
 
 from hodei.errors import HodeiError, InvalidTransition, StateDirError
 from hodei.pools import pool_key
-from hodei.protocol import JobEvent, JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
+from hodei.protocol import ErrorCode, JobEvent, JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
 from hodeid.worker import handle_pid
 
 log = logging.getLogger("hodeid.store")
@@ -100,6 +100,8 @@ def _worker_from_row(row: Any) -> WorkerInfo:
 
 class DatabaseDamaged(HodeiError):
     """hodeid's database is damaged: stop hodeid, then restore it from a backup or move it aside."""
+
+    code = ErrorCode.INTERNAL
 
 
 _DAMAGE_CODES = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB (primary codes; extended ones add high bits)

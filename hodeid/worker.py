@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hodei.errors import HodeiError
 from hodei.framing import FrameWriter
-from hodei.protocol import WorkerInfo, WorkerState
+from hodei.protocol import ErrorCode, WorkerInfo, WorkerState
 
 if TYPE_CHECKING:
     from hodeid.store import StoredJob
@@ -20,6 +20,8 @@ S = WorkerState
 
 class AuthError(HodeiError):
     """The agent's worker id or token is not valid; the connection is refused."""
+
+    code = ErrorCode.AUTH
 
 
 def handle_pid(handle: str) -> int | None:

@@ -42,6 +42,16 @@ def test_users_see_only_their_own_jobs_and_jobs_run_as_them(shared: Daemon) -> N
     shared.ctl("cancel", "--grace", "0", str(mine))
 
 
+def test_admin_only_requests_are_refused_with_the_permission_status(shared: Daemon) -> None:
+    """A user who is not an admin cannot register or revoke remote agents: exit 77 (as for a socket they may
+    not use, not 2 for a bad request), and the message says who may and what to do."""
+    for cmd, what in ((["agents", "add"], b"may register agents"), (["agents", "rm", "w-1"], b"may remove agents")):
+        refused = as_nobody(shared, *cmd)
+        assert refused.returncode == 77, (cmd, refused)
+        assert what in refused.stderr and b"run it as root" in refused.stderr, (cmd, refused)
+    assert shared.ctl("agents", "add", "--json").returncode == 0  # root may
+
+
 def test_other_users_cannot_reach_a_private_socket(daemon: Daemon) -> None:
     """Without --socket-group, another user cannot even connect, and is told so with the permission
     status (77), not the one of a hodeid that is not running (3)."""

@@ -69,6 +69,19 @@ def test_fifty_megabytes_arrive_intact(daemon: Daemon) -> None:
     assert job["log_bytes"] == 52428800 + len(digest_line)
 
 
+def test_a_long_log_reads_back_whole_and_tails_from_its_end(daemon: Daemon) -> None:
+    """An 11 MB log (read in a worker thread while much of it is ahead of the reader, on the event loop
+    for the rest) comes back whole and in order, to a reader and to a follower; `--tail 2` shows its last
+    two lines."""
+    jid = daemon.submit("seq 1 1500000")
+    follower = daemon.popen_ctl("logs", "-f", str(jid))
+    expected = "".join(f"{i}\n" for i in range(1, 1500001)).encode()
+    out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0 and out == expected, err
+    assert daemon.output(jid) == expected
+    assert daemon.ctl("logs", "--tail", "2", str(jid)).stdout == b"1499999\n1500000\n"
+
+
 def test_tail_and_timestamps(daemon: Daemon) -> None:
     """--tail N shows the last N lines; --timestamps prefixes every line with its time."""
     jid = daemon.submit("for i in $(seq 1 100); do echo line $i; done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -11,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from test_remote_agents import free_port, start_agent
 
 from hodei.frames import body_size, encode_frame
 from hodei.protocol import PROTOCOL_VERSION, ErrorCode, Hello, Role
-from hodeid.ctl import sees_all
+from hodeid.access import sees_all
 
 
 @pytest.fixture
@@ -149,8 +151,8 @@ def test_workers_hide_other_users_job_ids(shared: Daemon) -> None:
 
 def test_an_unknown_caller_sees_nothing() -> None:
     """When a caller's uid cannot be read from the socket, it is no admin (fail closed)."""
-    assert sees_all(None, None) is False  # type: ignore[arg-type]
-    assert sees_all(None, 0) is True  # type: ignore[arg-type]
+    assert sees_all(None, None) is False
+    assert sees_all(None, 0) is True
 
 
 def hello(address: tuple[str, int], worker_id: str, token: str) -> bytes:
@@ -180,9 +182,9 @@ def test_a_second_connection_with_a_live_workers_token_is_refused(make_daemon) -
         agent.wait()
 
 
-def test_a_job_cannot_read_its_agents_token(tmp_path) -> None:
-    """On a hodeid run by an ordinary user, jobs run as that same user: they still cannot read the
-    worker's token from the agent's environment or memory."""
+@contextlib.contextmanager
+def hodeid_as_nobody() -> Iterator[tuple[dict[str, str], list[str]]]:
+    """A hodeid run by an ordinary user (nobody); yields its clients' environment and the setpriv prefix."""
     need_root("needs root to run hodeid as another user")
     root = Path(tempfile.mkdtemp(prefix="hodei-u"))
     try:
@@ -190,20 +192,39 @@ def test_a_job_cannot_read_its_agents_token(tmp_path) -> None:
         sock = root / "s.sock"
         env = {**os.environ, "HODEI_SOCKET": str(sock), "HOME": str(root)}
         as_user = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-        with open(root / "hodeid.log", "wb") as log:  # hodeid keeps its own copy of the descriptor
+        with open(root / "hodeid.log", "wb") as log:
             proc = subprocess.Popen([*as_user, str(BIN / "hodeid"), "--state-dir", str(root / "state"), "--socket",
                                      str(sock)], env=env, stdout=log, stderr=log, cwd="/")
-        try:
-            wait_for(sock.exists, timeout=15, what="hodeid as nobody")
-            probe = "tr '\\0' '\\n' < /proc/$PPID/environ; grep -a -o 'HODEI_WORKER_TOKEN=[^ ]*' /proc/$PPID/mem; true"
-            res = subprocess.run([*as_user, str(BIN / "hodeictl"), "submit", "-f", probe], env=env,
-                                 capture_output=True, timeout=60, cwd="/")
-            assert res.returncode == 0, res
-            assert b"TOKEN" not in res.stdout and b"Permission denied" in res.stderr, res
-        finally:
-            proc.terminate()
-            proc.wait(15)
+            try:
+                wait_for(sock.exists, timeout=15, what="hodeid as nobody")
+                yield env, as_user
+            finally:
+                proc.terminate()
+                proc.wait(15)
     finally:
         for pid in processes_with_env("HODEI_AGENT_SOCKET", str(root / "agent" / "agent.sock")):
             os.kill(pid, 9)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_job_cannot_read_its_agents_token() -> None:
+    """On a hodeid run by an ordinary user, jobs run as that same user: they still cannot read the
+    worker's token from the agent's environment or memory."""
+    with hodeid_as_nobody() as (env, as_user):
+        probe = "tr '\\0' '\\n' < /proc/$PPID/environ; grep -a -o 'HODEI_WORKER_TOKEN=[^ ]*' /proc/$PPID/mem; true"
+        res = subprocess.run([*as_user, str(BIN / "hodeictl"), "submit", "-f", probe], env=env,
+                             capture_output=True, timeout=60, cwd="/")
+        assert res.returncode == 0, res
+        assert b"TOKEN" not in res.stdout and b"Permission denied" in res.stderr, res
+
+
+def test_a_hodeid_that_cannot_run_jobs_as_the_caller_refuses_with_the_permission_status() -> None:
+    """root asking a hodeid run by nobody to run a job is refused (exit 77, the permission status), and told
+    what to do; nothing is queued."""
+    with hodeid_as_nobody() as (env, as_user):
+        res = subprocess.run([str(BIN / "hodeictl"), "submit", "true"], env=env, capture_output=True, timeout=60)
+        assert res.returncode == 77, res
+        assert b"cannot run jobs as uid 0; start your own hodeid" in res.stderr, res
+        listed = subprocess.run([*as_user, str(BIN / "hodeictl"), "list", "--json"], env=env, capture_output=True,
+                                timeout=60, cwd="/")
+        assert listed.returncode == 0 and json.loads(listed.stdout) == [], listed
