@@ -29,7 +29,8 @@ def test_follow_started_before_the_job_runs_gets_everything(make_daemon, tmp_pat
     gate.touch()
     out, err = follower.communicate(timeout=30)
     assert follower.returncode == 4
-    assert out == b"out 1\nout 2\nout 3\n" and err == b"err 1\nerr 2\nerr 3\n"
+    assert out == b"out 1\nout 2\nout 3\n"
+    assert err == f"err 1\nerr 2\nerr 3\nhodeictl: job {jid} failed: exited with code 4\n".encode()
     assert d.job(blocker)["state"] == "succeeded"
 
 
