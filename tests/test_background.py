@@ -71,6 +71,23 @@ def test_the_owners_own_error_passes_through_as_it_is() -> None:
         asyncio.run(main())
 
 
+def test_cancelling_the_tasks_leaves_the_owners_own_code_running() -> None:
+    """What ``cancel`` asks for happens as the owner leaves the group: a server that stops accepting in
+    the middle of its stop still finishes the rest of the stop (retiring idle workers, and so on)."""
+    steps: list[str] = []
+
+    async def main() -> None:
+        async with Background("hodeid's agent listeners") as tasks:
+            tasks.spawn("accept-tcp", anyio.sleep_forever)
+            tasks.cancel()
+            await anyio.sleep(0.01)
+            steps.append("the rest of the stop")
+        steps.append("left")
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    assert steps == ["the rest of the stop", "left"]
+
+
 def test_a_stop_lets_a_pending_worker_removal_finish(tmp_path: Path) -> None:
     """Leaving the pool's life waits for a removal that is under way (the engine is slow to do it), so
     the worker is removed, not left behind."""
