@@ -14,6 +14,8 @@ import ssl
 import time
 from dataclasses import dataclass
 
+import anyio
+import anyio.abc
 import msgspec
 
 from hodei.errors import HodeiError, ProtocolError
@@ -45,6 +47,7 @@ from hodei_agent.outbox import Outbox
 log = logging.getLogger("hodei-agent")
 ACCEPT_AFTER = 0.005  # seconds a job runs before its start is reported on its own (see _handle, Assign)
 HOLD_RETRY = 1.0  # seconds between tries to keep output that found no room, if no Ack comes meanwhile
+EXITED_FLUSH = 5.0  # seconds a job's Exited gets to leave for hodeid, whatever else is being cancelled
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Agent:
         self.exited: Exited | None = None
         self.stopping = False
         self.done = asyncio.Event()
-        self._job_task: asyncio.Task[None] | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None  # heartbeats and the job's supervisor; see ``run``
         self._welcomed = False
         self.started_at = 0.0
         self._accept_later: asyncio.TimerHandle | None = None
@@ -82,36 +85,45 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal)
-        beat = asyncio.ensure_future(self._heartbeats())
-        away_since = time.monotonic()
-        delay = 0.05
         try:
-            while not self.done.is_set():
-                try:
-                    await self._session()
-                except (ConnectionError, FileNotFoundError, OSError, ProtocolError, TimeoutError, ssl.SSLError) as e:
-                    log.info("not connected to hodeid: %s", e)
-                except AuthRefused as e:
-                    log.error("hodeid refused this agent: %s", e)
-                    if self.job is not None and self.exited is None:  # nobody will take its result: stop it
-                        self.job.terminate(0, "cancelled", "hodeid no longer accepts this agent")
-                    return
-                if self.done.is_set():
-                    break
-                now = time.monotonic()
-                if self._welcomed:  # we were connected until just now
-                    self._welcomed = False
-                    away_since, delay = now, 0.05
-                limit = self.cfg.reconnect_timeout_busy if self.job_id is not None else self.cfg.reconnect_timeout
-                if now - away_since > limit:
-                    log.error("hodeid has been unreachable for %.0fs; exiting", now - away_since)
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+            # The connection sessions run here, one after another; the heartbeats and the supervisor of
+            # the job run beside them in the group, and none outlives the agent.
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                tasks.start_soon(self._heartbeats, name="heartbeats")
+                await self._sessions()
+                tasks.cancel_scope.cancel()
         finally:
-            beat.cancel()
+            self._tasks = None
             if self.job is not None:
                 self.job.terminate(0, "cancelled", "the agent stopped")
+
+    async def _sessions(self) -> None:
+        """Stay connected to hodeid (reconnecting with backoff) until told to stop or it stays away too long."""
+        away_since = time.monotonic()
+        delay = 0.05
+        while not self.done.is_set():
+            try:
+                await self._session()
+            except (ConnectionError, FileNotFoundError, OSError, ProtocolError, TimeoutError, ssl.SSLError) as e:
+                log.info("not connected to hodeid: %s", e)
+            except AuthRefused as e:
+                log.error("hodeid refused this agent: %s", e)
+                if self.job is not None and self.exited is None:  # nobody will take its result: stop it
+                    self.job.terminate(0, "cancelled", "hodeid no longer accepts this agent")
+                return
+            if self.done.is_set():
+                break
+            now = time.monotonic()
+            if self._welcomed:  # we were connected until just now
+                self._welcomed = False
+                away_since, delay = now, 0.05
+            limit = self.cfg.reconnect_timeout_busy if self.job_id is not None else self.cfg.reconnect_timeout
+            if now - away_since > limit:
+                log.error("hodeid has been unreachable for %.0fs; exiting", now - away_since)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def _session(self) -> None:
         r, w = await connect(self.cfg.socket, self.cfg.tls_ca)
@@ -173,7 +185,8 @@ class Agent:
                 # with the exit, one message and one database write instead of two of each.
                 self._accept_later = asyncio.get_running_loop().call_later(
                     ACCEPT_AFTER, self._accept, assignment.job_id, job)
-                self._job_task = asyncio.ensure_future(self._supervise(job))
+                assert self._tasks is not None  # messages are handled only while ``run`` holds the group
+                self._tasks.start_soon(self._supervise, job, name=f"job-{assignment.job_id}")
             case Cancel(job_id=job_id, grace=grace, reason=reason):
                 if self.job is not None and job_id == self.job_id:
                     self.job.terminate(grace, "cancelled", reason)
@@ -209,6 +222,15 @@ class Agent:
             return
         self._finish(Exited(job_id=job.a.job_id, exit_code=result.exit_code, signal=result.signal,
                             last_seq=self.seq, finished_at=time.time(), outcome=result.outcome, reason=result.reason))
+        # The Exited is queued whole (no await between the job's end and the write); send it on its way
+        # even if the agent is being stopped meanwhile. It is kept, and resent after a reconnect, until acked.
+        writer = self.writer
+        if writer is not None:
+            with anyio.move_on_after(EXITED_FLUSH, shield=True):
+                try:
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    pass
 
     def _accept(self, job_id: int, job: JobProcess) -> None:
         self._accept_later = None

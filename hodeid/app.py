@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+import anyio
 
 from hodeid.config import Config
 from hodeid.lifecycle import Lifecycle
@@ -12,7 +16,6 @@ from hodeid.notify import Notifier, Wakeup
 from hodeid.providers.base import Provider
 from hodeid.scheduler import Scheduler
 from hodeid.store import Store
-from hodeid.tasks import Tasks
 from hodeid.workers import Pool
 
 log = logging.getLogger("hodeid")
@@ -28,7 +31,6 @@ class App:
     pool: Pool
     scheduler: Scheduler
     provider: Provider
-    tasks: Tasks
 
     @classmethod
     async def build(cls, config: Config, provider: Provider) -> App:
@@ -37,12 +39,26 @@ class App:
         top = logs.highest_job_id()
         store = await Store.open(config.db_path, logs_up_to=top)
         await keep_ids_above(store, logs, top)
-        tasks = Tasks()
         wakeup = Wakeup()
-        pool = Pool(config, store, provider, tasks, wakeup)
-        jobs = Lifecycle(store, logs, changes, pool, wakeup, tasks)
+        pool = Pool(config, store, provider, wakeup)
+        jobs = Lifecycle(store, logs, changes, pool, wakeup)
         scheduler = Scheduler(jobs, pool, wakeup)
-        return cls(config, store, logs, changes, jobs, pool, scheduler, provider, tasks)
+        return cls(config, store, logs, changes, jobs, pool, scheduler, provider)
+
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[App]:
+        """The parts' life. Their background tasks run inside; leaving ends the lifecycle's first, then
+        the pool's (pending worker removals finish, within a bound), then closes the logs, the database
+        and the provider in a shielded scope: not even a forced stop cuts the final writes short."""
+        try:
+            async with self.pool.running(), self.jobs.running():
+                yield self
+        finally:
+            with anyio.CancelScope(shield=True):
+                self.logs.close_all()
+                await self.store.close()
+                await self.provider.close()
 
 
 async def keep_ids_above(store: Store, logs: LogStore, top: int) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from hodei.errors import InvalidTransition
 from hodei.protocol import FINAL_STATES, Ack, Assign, Cancel, Exited, JobSpec, JobState, Ready, WorkerState
 from hodeid.assignment import assignment
+from hodeid.background import Background
 from hodeid.jobs import (
     MAX_BATCH,
     MAX_BATCH_BYTES,
@@ -34,7 +36,6 @@ from hodeid.jobs import (
 from hodeid.logstore import LogStore
 from hodeid.notify import Notifier, Wakeup
 from hodeid.store import Store, StoredJob
-from hodeid.tasks import Tasks
 from hodeid.worker import REMOTE, Worker
 from hodeid.workers import Pool
 
@@ -50,19 +51,26 @@ AGENT_SLACK = 5.0  # seconds past a cancel's grace before hodeid stops trusting 
 
 
 class Lifecycle:
-    def __init__(self, store: Store, logs: LogStore, changes: Notifier, pool: Pool, wakeup: Wakeup,
-                 tasks: Tasks) -> None:
+    def __init__(self, store: Store, logs: LogStore, changes: Notifier, pool: Pool, wakeup: Wakeup) -> None:
         self.store = store
         self.logs = logs
         self.changes = changes  # output or state: what log followers wait on
         self.finals = Notifier()  # a job reached its final state: what waiters wait on
         self.pool = pool
         self.wakeup = wakeup  # the scheduler's: set when there may be work to hand out
-        self.tasks = tasks
+        self.tasks = Background("the job lifecycle")  # cancel watchdogs; entered by ``running``
         self._vanished: dict[int, int] = {}  # job id -> times its worker came back without it
         self._watched: set[int] = set()  # jobs whose cancel is being enforced
         self.retries_scheduled = 0  # counts requeues with a backoff, so the scheduler knows when to look
         self.moves = 0  # state changes of any job so far: a follower that saw none since its last read skips the next
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Lifecycle]:
+        """The lifecycle's life: cancel watchdogs run inside; leaving cancels them (a job whose cancel
+        was not enforced keeps its stored request, delivered again when its agent reconnects)."""
+        async with self.tasks:
+            yield self
+            self.tasks.cancel()
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -347,7 +355,7 @@ class Lifecycle:
         worker.send(Cancel(job_id=job.info.id, grace=grace, reason=job.cancel_reason))
         if job.info.id not in self._watched:
             self._watched.add(job.info.id)
-            self.tasks.spawn(self._enforce_cancel(job.info.id, grace), name=f"cancel-watchdog-{job.info.id}")
+            self.tasks.spawn(f"cancel-watchdog-{job.info.id}", self._enforce_cancel, job.info.id, grace)
 
     async def _enforce_cancel(self, job_id: int, grace: float) -> None:
         try:

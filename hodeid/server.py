@@ -14,6 +14,7 @@ import socket
 import ssl
 import stat
 import struct
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from hodeid import fdlimit, sdnotify
 from hodeid.admission import Gate, Slot
 from hodeid.agents import serve_agent
 from hodeid.app import App
+from hodeid.background import Background
 from hodeid.config import Config
 from hodeid.ctl import serve_ctl
 from hodeid.providers import make_provider
@@ -77,10 +79,13 @@ class Server:
         self.config = config
         self.app: App | None = None
         self._servers: list[asyncio.base_events.Server] = []
-        self._tcp: list[tuple[socket.socket, asyncio.Task[None]]] = []  # --agent-listen: socket, accept loop
-        self._conns: set[asyncio.Task[Any]] = set()
+        # The server's tasks, each group entered by ``run`` for the life of what it holds:
+        self._loops = Background("hodeid")  # the scheduler and worker supervision (``_essential``)
+        self._conns = Background("hodeid's connections")  # every connection's handler
+        self._listeners = Background("hodeid's agent listeners")  # --agent-listen: the accept loops
         self._stop = asyncio.Event()
         self._force = False
+        self._failed = ""  # the essential loop that failed, if one did
         self._lock_fd: int | None = None
         self._gate = Gate(fdlimit.raise_soft())  # hodeid's own limit, raised as it is set up
 
@@ -117,7 +122,7 @@ class Server:
         old = os.umask(0o177)  # the socket is never reachable by others, not even for a moment
         try:
             server = await asyncio.start_unix_server(
-                functools.partial(self._connection, role, None), path=str(path), limit=1 << 20
+                functools.partial(self._accepted, role), path=str(path), limit=1 << 20
             )
         finally:
             os.umask(old)
@@ -148,7 +153,8 @@ class Server:
         except OSError as e:
             raise HodeiError(f"cannot listen on {cfg.agent_listen}: {e.strerror}") from e
         for sock in socks:  # accepted here, not by asyncio.start_server: see _accept_tcp
-            self._tcp.append((sock, asyncio.create_task(self._accept_tcp(sock, ctx), name="accept-tcp")))
+            if not self._listeners.spawn(f"accept-tcp-{_address(sock)}", self._accept_tcp, sock, ctx):
+                sock.close()
         log.info("accepting remote agents on %s%s", cfg.agent_listen, " (TLS)" if ctx else "")
 
     async def _accept_tcp(self, listening: socket.socket, ctx: ssl.SSLContext | None) -> None:
@@ -156,20 +162,27 @@ class Server:
         against the handshake timeout, as its hello does."""
         loop = asyncio.get_running_loop()
         listener = self.config.agent_listen
-        while True:
-            try:
-                sock, peer = await loop.sock_accept(listening)
-            except OSError as e:  # out of descriptors, most likely: the waiting connections can wait a moment
-                log.warning("cannot accept on %s: %s", listener, e)
-                await asyncio.sleep(0.1)
-                continue
-            slot = self._gate.admit(listener, str(peer[0]))
-            if slot is None:
-                sock.close()
-                continue
-            task = asyncio.create_task(self._tcp_connection(sock, slot, ctx))
-            self._conns.add(task)
-            task.add_done_callback(self._conns.discard)
+        try:
+            while True:
+                try:
+                    sock, peer = await loop.sock_accept(listening)
+                except OSError as e:  # out of descriptors, most likely: the waiting ones can wait a moment
+                    log.warning("cannot accept on %s: %s", listener, e)
+                    await asyncio.sleep(0.1)
+                    continue
+                slot = self._gate.admit(listener, str(peer[0]))
+                if slot is None:
+                    sock.close()
+                elif not self._conns.spawn(f"agent-connection-{peer[0]}", self._tcp_connection, sock, slot, ctx):
+                    sock.close()
+                    slot.release()
+        finally:
+            listening.close()
+
+    def _accepted(self, role: Role, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        """A connection on a Unix socket: its handler runs in the connections' task group."""
+        if not self._conns.spawn(f"{role}-connection", self._connection, role, None, r, w):
+            w.close()
 
     async def _tcp_connection(self, sock: socket.socket, slot: Slot, ctx: ssl.SSLContext | None) -> None:
         loop = asyncio.get_running_loop()
@@ -191,32 +204,45 @@ class Server:
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._connection(Role.AGENT, slot, reader, writer, deadline - loop.time())
 
-    async def start(self) -> App:
+    async def _build(self) -> App:
         cfg = self.config
         self._prepare_dirs()
         claim_socket(cfg.socket)
         claim_socket(cfg.agent_socket_path)
         provider = await make_provider(cfg)
-        app = self.app = await App.build(cfg, provider)
         try:
-            await recover(app)
-            group = cfg.socket_group
-            await self._listen(cfg.socket, Role.CTL, 0o660 if group else 0o600, group)
-            await self._listen(cfg.agent_socket_path, Role.AGENT, 0o600, None)
-            if cfg.agent_listen:
-                await self._listen_tcp(cfg)
+            self.app = await App.build(cfg, provider)
         except BaseException:
-            await app.store.close()
             await provider.close()
             raise
-        app.tasks.spawn(app.scheduler.run(), name="scheduler")
-        app.tasks.spawn(self._supervise(app), name="supervise-workers")
+        return self.app
+
+    async def _start(self, app: App) -> None:
+        """Take up what the last run left, open the sockets and start the loops: inside the task groups."""
+        cfg = self.config
+        await recover(app)
+        group = cfg.socket_group
+        await self._listen(cfg.socket, Role.CTL, 0o660 if group else 0o600, group)
+        await self._listen(cfg.agent_socket_path, Role.AGENT, 0o600, None)
+        if cfg.agent_listen:
+            await self._listen_tcp(cfg)
+        self._loops.spawn("scheduler", self._essential, "scheduler", app.scheduler.run)
+        self._loops.spawn("supervise-workers", self._essential, "worker supervision", self._supervise, app)
         app.jobs.wakeup.set()
         log.info(
             "hodeid ready: socket %s, provider %s, max %d workers, state %s",
-            cfg.socket, provider.name, cfg.max_workers, cfg.state_dir,
+            cfg.socket, app.provider.name, cfg.max_workers, cfg.state_dir,
         )
-        return app
+
+    async def _essential(self, name: str, loop: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run one of the loops hodeid cannot work without; if it ends, hodeid stops, loudly."""
+        try:
+            await loop(*args)
+            log.critical("hodeid's %s loop ended; stopping hodeid", name)
+        except Exception:
+            log.critical("hodeid's %s loop failed; stopping hodeid", name, exc_info=True)
+        self._failed = name
+        self.request_stop()
 
     async def _supervise(self, app: App) -> None:
         period = min(1.0, self.config.heartbeat_interval / 2)
@@ -235,9 +261,7 @@ class Server:
     async def _connection(self, role: Role, slot: Slot | None, r: asyncio.StreamReader, w: asyncio.StreamWriter,
                           timeout: float | None = None) -> None:
         """One connection; ``slot``: its place among the TCP ones that have not said hello yet."""
-        task = asyncio.current_task()
-        assert task is not None and self.app is not None
-        self._conns.add(task)
+        assert self.app is not None
         writer = FrameWriter(w)
         try:
             try:
@@ -274,7 +298,6 @@ class Server:
             await _try_send(writer, error_reply(e, self.config.db_path))
         finally:
             writer.close()
-            self._conns.discard(task)
 
     # ---- stop -----------------------------------------------------------------------------------
 
@@ -282,8 +305,7 @@ class Server:
         if self._stop.is_set():
             log.warning("second stop signal: stopping now")
             self._force = True
-            for task in list(self._conns):
-                task.cancel()
+            self._conns.cancel()
             return
         log.info("stopping (send the signal again to force)")
         self._stop.set()
@@ -292,35 +314,36 @@ class Server:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
-        app = await self.start()
-        sdnotify.notify("READY=1")
-        await self._stop.wait()
-        sdnotify.notify("STOPPING=1")
-        await self.shutdown(app)
+        app = await self._build()
+        try:
+            # Left in reverse order: listeners, connections, the loops, then the app's own tasks (cancel
+            # watchdogs, then the pool's, whose pending worker removals finish within a bound) and, shielded,
+            # the final writes and closes of the logs, the database and the provider.
+            async with app.running(), self._loops:
+                async with self._conns, self._listeners:
+                    await self._start(app)
+                    sdnotify.notify("READY=1")
+                    await self._stop.wait()
+                    sdnotify.notify("STOPPING=1")
+                    await self.shutdown(app)
+                await app.pool.remove_stopping()  # retired workers gone, not merely asked to go
+                self._loops.cancel()
+        finally:
+            for path in (self.config.socket, self.config.agent_socket_path):
+                path.unlink(missing_ok=True)
+        log.info("stopped")
+        if self._failed:
+            raise HodeiError(f"hodeid stopped because its {self._failed} loop failed; its log says why")
 
     async def shutdown(self, app: App) -> None:
-        """Stop taking work, let idle workers go, leave running jobs running for the next start."""
+        """Stop taking work, let idle workers go, leave running jobs running for the next start; open
+        requests get STOP_GRACE seconds (none after a second signal), then their handlers are cancelled."""
         for server in self._servers:
             server.close()
-        for sock, accepting in self._tcp:
-            accepting.cancel()
-            sock.close()
+        self._listeners.cancel()
         app.scheduler.paused = True
         await app.pool.stop_idle()
-        if self._conns and not self._force:
-            await asyncio.wait(list(self._conns), timeout=STOP_GRACE)
-        for task in list(self._conns):
-            task.cancel()
-        await asyncio.gather(*self._conns, return_exceptions=True)
-        await app.pool.remove_stopping()
-        await app.pool.finish_removals()
-        await app.tasks.cancel_all()
-        app.logs.close_all()
-        await app.store.close()
-        await app.provider.close()
-        for path in (self.config.socket, self.config.agent_socket_path):
-            path.unlink(missing_ok=True)
-        log.info("stopped")
+        self._conns.stop_within(0 if self._force else STOP_GRACE)
 
 
 def make_private(directory: Path) -> None:
@@ -331,6 +354,11 @@ def make_private(directory: Path) -> None:
         log.warning("%s was open to other users (mode %04o): made it 0700, since it holds jobs' environments"
                     " and output", directory, mode)
         os.chmod(directory, 0o700)
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _bound(family: int, address: tuple[Any, ...]) -> socket.socket:

@@ -20,12 +20,15 @@ class FakeProvider:
         self.killed: list[tuple[str, int, str]] = []  # (handle, pid, stamp)
         self.gone: dict[str, str] = {}  # handle -> why it is gone, for ``exited``
         self.exited_gate: asyncio.Event | None = None  # when set, ``exited`` waits for it (a slow engine)
+        self.stop_gate: asyncio.Event | None = None  # when set, ``stop`` waits for it (a slow removal)
 
     async def start(self, worker_id: str, token: str, image: str) -> str:
         self.started.append((worker_id, image))
         return f"fake-{worker_id}"
 
     async def stop(self, handle: str, force: bool) -> None:
+        if self.stop_gate is not None:
+            await self.stop_gate.wait()
         self.stopped.append((handle, force))
 
     async def exited(self, handle: str) -> str | None:

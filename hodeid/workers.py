@@ -12,20 +12,23 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from hodei.framing import FrameWriter
 from hodei.protocol import Shutdown, WorkerInfo, WorkerState
+from hodeid.background import Background
 from hodeid.config import Config
 from hodeid.notify import Wakeup
 from hodeid.providers.base import Provider
 from hodeid.store import DatabaseDamaged, Store, StoredJob
-from hodeid.tasks import Tasks
 from hodeid.worker import REMOTE, AuthError, Worker, hash_token
 
 log = logging.getLogger("hodeid.workers")
 S = WorkerState
 STRAY_SWEEP = 30.0  # seconds between looks for workers of ours that the daemon does not know
+REMOVALS_BOUND = 20.0  # seconds a stop waits for pending worker removals, so none is left behind
 
 # Each state a worker may enter, and the states it may enter it from. Every change is checked here
 # (``Pool.move``); a change that is not allowed is refused and logged, never made.
@@ -50,9 +53,10 @@ def stored_from(states: frozenset[WorkerState]) -> list[str]:
 
 
 class Pool:
-    def __init__(self, config: Config, store: Store, provider: Provider, tasks: Tasks, wakeup: Wakeup) -> None:
+    def __init__(self, config: Config, store: Store, provider: Provider, wakeup: Wakeup) -> None:
         self.config = config
-        self.tasks = tasks
+        self.tasks = Background("the worker pool")  # provisioning, retirements, locating, stray sweeps
+        self.removals = Background("worker removal")  # waited for at a stop, within REMOVALS_BOUND
         self.store = store
         self.provider = provider
         self.workers: dict[str, Worker] = {}
@@ -60,7 +64,6 @@ class Pool:
         self._backoff = 0.0
         self._backoff_until = 0.0
         self._swept = time.monotonic()
-        self._removals: set[asyncio.Task[Any]] = set()
         self.remote_pools: set[str] = set()  # --image names served by remote agents, never provisioned here
 
     # ---- views ----------------------------------------------------------------------------------
@@ -93,13 +96,13 @@ class Pool:
         """No new worker for a while: one could not be started, or died before its agent registered."""
         self._backoff = min(max(self._backoff * 2, 1.0), 30.0)
         self._backoff_until = time.monotonic() + self._backoff
-        self.tasks.spawn(self._wake_after_backoff(), name="provision-backoff")
+        self.tasks.spawn("provision-backoff", self._wake_after_backoff)
 
     def registered(self, worker: Worker) -> None:
         """A new worker's agent registered: learn, in the background, which machine it runs on, for
         `workers` and `show`."""
         if worker.provider == self.provider.name and worker.handle:
-            self.tasks.spawn(self._locate(worker), name=f"locate-{worker.id}")
+            self.tasks.spawn(f"locate-{worker.id}", self._locate, worker)
 
     async def _locate(self, worker: Worker) -> None:
         try:
@@ -154,7 +157,7 @@ class Pool:
             starting = sum(1 for w in self.provisioned() if w.image == image and w.state is S.STARTING)
             log.debug("scale %r: %d queued, %d starting, room for %d", image, queued, starting, room)
             for _ in range(min(queued - starting, room)):
-                self.tasks.spawn(self.provision(image), name=f"provision-{image or 'local'}")
+                self.tasks.spawn(f"provision-{image or 'local'}", self.provision, image)
                 room -= 1
             if room <= 0 and queued > starting:
                 self._make_room(image)
@@ -164,8 +167,8 @@ class Pool:
         for worker in self.idle():
             if worker.image != image and worker.provider != REMOTE:
                 worker.retiring = True  # taken out of the idle ones now; stopped by the task
-                self.tasks.spawn(self.retire(worker, "making room for a worker of another image"),
-                                 name=f"retire-{worker.id}")
+                self.tasks.spawn(f"retire-{worker.id}", self.retire, worker,
+                                 "making room for a worker of another image")
                 return
 
     async def provision(self, image: str) -> Worker | None:
@@ -309,9 +312,7 @@ class Pool:
             worker.writer = None
         self.workers.pop(worker.id, None)
         if worker.handle:
-            task = self.tasks.spawn(self._remove(worker, force), name=f"remove-{worker.id}")
-            self._removals.add(task)
-            task.add_done_callback(self._removals.discard)
+            self.removals.spawn(f"remove-{worker.id}", self._remove, worker, force)
 
     async def _remove(self, worker: Worker, force: bool) -> None:
         try:
@@ -319,10 +320,18 @@ class Pool:
         except Exception as e:
             log.error("could not remove worker %s: %s", worker.id, e)
 
-    async def finish_removals(self, timeout: float = 20.0) -> None:
-        """At shutdown: let pending removals of workers finish, so none is left behind."""
-        if self._removals:
-            await asyncio.wait(list(self._removals), timeout=timeout)
+    @asynccontextmanager
+    async def running(self, removals_bound: float = REMOVALS_BOUND) -> AsyncIterator[Pool]:
+        """The pool's life: its background tasks run inside; leaving cancels what is still provisioning,
+        locating or sweeping, and lets pending removals of workers finish (within ``removals_bound``
+        seconds), so none is left behind."""
+        async with self.removals:
+            try:
+                async with self.tasks:
+                    yield self
+                    self.tasks.cancel()
+            finally:
+                self.removals.stop_within(removals_bound)
 
     # ---- supervision ----------------------------------------------------------------------------
 
@@ -345,7 +354,7 @@ class Pool:
         now = time.monotonic()
         if now - self._swept > STRAY_SWEEP:
             self._swept = now
-            self.tasks.spawn(self.remove_strays(), name="remove-strays")
+            self.tasks.spawn("remove-strays", self.remove_strays)
         cfg = self.config
         idle_count = len(self.idle())
         lost: list[tuple[Worker, str]] = []

@@ -17,10 +17,9 @@ from hodeid.logstore import LogStore
 from hodeid.notify import Notifier, Wakeup
 from hodeid.scheduler import Scheduler
 from hodeid.store import Store
-from hodeid.tasks import Tasks
 from hodeid.testing import FakeLink, FakeProvider
 from hodeid.worker import Worker
-from hodeid.workers import Pool
+from hodeid.workers import REMOVALS_BOUND, Pool
 
 
 @dataclass
@@ -30,7 +29,6 @@ class Parts:
     pool: Pool
     jobs: Lifecycle
     scheduler: Scheduler
-    tasks: Tasks
 
     async def worker(self) -> tuple[Worker, FakeLink]:
         """A provisioned worker whose agent has registered, idle."""
@@ -43,18 +41,18 @@ class Parts:
 
 
 @asynccontextmanager
-async def parts(tmp: Path) -> AsyncIterator[Parts]:
+async def parts(tmp: Path, removals_bound: float = REMOVALS_BOUND) -> AsyncIterator[Parts]:
     config = Config(state_dir=tmp, socket=tmp / "s.sock")
     store = await Store.open(config.db_path)
     changes = Notifier()
     logs = LogStore(config.log_dir, changes, config.max_log_bytes)
-    tasks, wakeup, provider = Tasks(), Wakeup(), FakeProvider()
-    pool = Pool(config, store, provider, tasks, wakeup)  # type: ignore[arg-type]
-    jobs = Lifecycle(store, logs, changes, pool, wakeup, tasks)
+    wakeup, provider = Wakeup(), FakeProvider()
+    pool = Pool(config, store, provider, wakeup)  # type: ignore[arg-type]
+    jobs = Lifecycle(store, logs, changes, pool, wakeup)
     try:
-        yield Parts(store, provider, pool, jobs, Scheduler(jobs, pool, wakeup), tasks)
+        async with pool.running(removals_bound), jobs.running():
+            yield Parts(store, provider, pool, jobs, Scheduler(jobs, pool, wakeup))
     finally:
-        await tasks.cancel_all()
         logs.close_all()
         await store.close()
 
