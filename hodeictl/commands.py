@@ -107,6 +107,8 @@ SUBMIT = Command(
         Opt("--retry-on-failure", kind=FLAG, help="retry failed runs too"),
         Opt("--constraint", many=True, metavar="EXPR",
             help="swarm placement, e.g. node.hostname==build2; repeatable"),
+        Opt("--tty", "-t", kind=FLAG,
+            help="run under a pseudo-terminal (colours, line-buffering); stderr joins stdout"),
         Opt("--follow", "-f", kind=FLAG, help="follow the output; exit with the job's status"),
         Opt("--from", dest="from_file", metavar="FILE",
             help="queue each line of FILE (- for stdin) as a shell command, with these options;"
