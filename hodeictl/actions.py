@@ -29,6 +29,13 @@ def run(call: Call) -> int:
     return action(**call.values)
 
 
+def version() -> int:
+    import hodei
+
+    print(f"hodeictl {hodei.__version__}")
+    return 0
+
+
 def submit(socket: str | None, command: list[str], name: str, env: list[str], cwd: str, timeout: float | None,
            grace: float, priority: int, label: list[str], image: str, retries: int, retry_on_failure: bool,
            constraint: list[str], tty: bool, follow: bool, from_file: str, json: bool) -> int:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hodeictl.commands import FLAG, FLOAT, HELP_NAMES, HODEICTL, INT, Arg, Command, Group, Opt
+from hodeictl.commands import FLAG, FLOAT, HELP_NAMES, HODEICTL, INT, VERSION, Arg, Command, Group, Opt
 
 _TYPES: dict[str, type] = {INT: int, FLOAT: float, FLAG: bool}
 
@@ -63,12 +63,16 @@ def build(group: Group = HODEICTL, context: dict[str, Any] | None = None) -> typ
     context = {} if context is None else context
     if group is HODEICTL:
         app = typer.Typer(name=group.name, help=group.help, no_args_is_help=True, add_completion=False,
-                          pretty_exceptions_enable=False,
+                          pretty_exceptions_enable=False, invoke_without_command=True,
                           context_settings={"help_option_names": list(HELP_NAMES)})
     else:
         app = typer.Typer(help=group.help, no_args_is_help=True)
     if group.options:
         def keep(**values: Any) -> None:
+            if values.pop(VERSION.run, False):
+                from hodeictl import actions
+
+                raise typer.Exit(getattr(actions, VERSION.run)())
             context.update(values)
 
         app.callback()(_signed(keep, [_option(opt) for opt in group.options]))

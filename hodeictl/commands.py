@@ -168,8 +168,12 @@ AGENTS = Group(
     ),
 )
 
+# `hodeictl --version`: an option of hodeictl itself that runs this command instead of another.
+VERSION = Command("--version", "Print hodeictl's version and exit.", run="version")
+
 HODEICTL = Group(
     "hodeictl", "Queue shell commands on hodeid, follow their output, cancel them.",
     commands=(SUBMIT, LOGS, CANCEL, WAIT, LIST, SHOW, WORKERS, AGENTS),
-    options=(Opt("--socket", default=None, env="HODEI_SOCKET", help="hodeid's control socket"),),
+    options=(Opt("--socket", default=None, env="HODEI_SOCKET", help="hodeid's control socket"),
+             Opt("--version", kind=FLAG, help=VERSION.help)),
 )
