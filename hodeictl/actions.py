@@ -91,7 +91,7 @@ def _command_lines(path: str) -> list[str]:
 
 
 def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool,
-                attempt: int = 0) -> int:
+                attempt: int = 0, json: bool = False) -> int:
     """Print the job's output; following, say what it waits for, how it ended unless it succeeded,
     and on Ctrl-C that it keeps running (exit EXIT_DETACHED)."""
     outs = {Stream.STDOUT: sys.stdout.buffer, Stream.STDERR: sys.stderr.buffer}
@@ -105,6 +105,9 @@ def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps:
                     end = msg.job
                     break
                 assert isinstance(msg, LogData)
+                if json:
+                    print(render.log_chunk_json(msg.stream.name.lower(), msg.ts, msg.data), flush=True)
+                    continue
                 out = outs[msg.stream]
                 data = msg.data
                 if timestamps:
@@ -133,13 +136,14 @@ def _stamp_lines(data: bytes, ts: float, at_start: dict[Stream, bool], stream: S
     return bytes(out)
 
 
-def logs(socket: str | None, job: str, follow: bool, tail: int | None, timestamps: bool, attempt: int) -> int:
+def logs(socket: str | None, job: str, follow: bool, tail: int | None, timestamps: bool, attempt: int,
+         json: bool) -> int:
     jid = job_id(job)
     if tail is not None and tail < 0:
         fail("--tail takes a number of lines, zero or more")
     if attempt < 0:
         fail("--attempt takes an attempt number, 1 or more")
-    return with_client(socket, lambda c: _print_logs(c, jid, follow, tail, timestamps, attempt))
+    return with_client(socket, lambda c: _print_logs(c, jid, follow, tail, timestamps, attempt, json))
 
 
 def cancel(socket: str | None, jobs: list[str], grace: float | None, no_wait: bool, json: bool) -> int:

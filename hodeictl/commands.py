@@ -125,6 +125,9 @@ LOGS = Command(
         Opt("--tail", kind=INT, default=None, help="only the last N lines"),
         Opt("--timestamps", "-t", kind=FLAG, help="prefix each line with its time"),
         Opt("--attempt", kind=INT, default=0, help="output of attempt K (default: the latest)"),
+        Opt("--json", kind=FLAG, help='one JSON object a chunk, on stdout: {"stream": "stdout" or "stderr",'
+                                       ' "time": seconds since the epoch, "text": the bytes as UTF-8'
+                                       ' (or "base64": them in base64 when they are not)}'),
     ),
 )
 

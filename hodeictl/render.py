@@ -39,6 +39,18 @@ def to_json(obj: Any) -> str:
     return msgspec.json.encode(obj).decode()
 
 
+def log_chunk_json(stream: str, ts: float, data: bytes) -> str:
+    """One chunk of a job's output as `logs --json` prints it: {"stream", "time", and "text" when the
+    bytes are UTF-8, else "base64"}. A character split between two chunks makes both base64."""
+    try:
+        body = {"text": data.decode()}
+    except UnicodeDecodeError:
+        import base64
+
+        body = {"base64": base64.b64encode(data).decode()}
+    return to_json({"stream": stream, "time": ts, **body})
+
+
 def json_array(items: Iterable[Any]) -> None:
     """Print a JSON array an item at a time, as the items arrive: the same text as to_json of the list."""
     out = sys.stdout

@@ -3,9 +3,12 @@ state colours on a terminal, and hodeid's described flags."""
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata
+import json
 import subprocess
 import sys
+import time
 
 from conftest import BIN, Daemon
 
@@ -16,3 +19,14 @@ def test_version(daemon: Daemon) -> None:
     typer_cli = subprocess.run([sys.executable, "-m", "hodeictl.cli", "--version"], capture_output=True, check=True)
     assert typer_cli.stdout == want
     assert b"--version" in subprocess.run([str(BIN / "hodeictl"), "--help"], capture_output=True).stdout
+
+
+def test_logs_json_one_object_per_chunk(daemon: Daemon) -> None:
+    jid = daemon.ctl("submit", "printf 'out\\n'; sleep 0.2; printf 'err\\n' >&2; sleep 0.2; printf '\\377\\376'").stdout
+    jid = jid.decode().strip()
+    lines = daemon.ctl("logs", "-f", "--json", jid).stdout.decode().splitlines()
+    chunks = [json.loads(line) for line in lines]
+    assert [(c["stream"], c.get("text"), c.get("base64")) for c in chunks] == [
+        ("stdout", "out\n", None), ("stderr", "err\n", None), ("stdout", None, base64.b64encode(b"\xff\xfe").decode())]
+    assert all(abs(c["time"] - time.time()) < 600 for c in chunks)
+    assert daemon.ctl("logs", "--json", jid).stdout.decode().splitlines() == lines  # stored, the same
