@@ -201,6 +201,8 @@ class GetJob(Message):
 class ListJobs(Message):
     states: list[JobState] = []
     limit: int = 0
+    name: str = ""  # a glob (* ? [...]) the job's name matches; "": any
+    labels: dict[str, str] = {}  # labels the job has, each with this value
 
 
 class CancelJobs(Message):

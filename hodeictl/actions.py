@@ -17,7 +17,7 @@ import msgspec
 
 from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
-from hodeictl.args import fail, job_id, submit_spec, with_client
+from hodeictl.args import fail, job_id, pairs, submit_spec, with_client
 from hodeictl.client import Client
 from hodeictl.follow import WaitReporter, detached, say, what_happened
 from hodeictl.parse import Call
@@ -189,7 +189,7 @@ def _print_states(pages: Iterable[list[JobInfo]], json: bool, tell: bool = False
     return status
 
 
-def list_(socket: str | None, state: list[str], limit: int, json: bool) -> int:
+def list_(socket: str | None, state: list[str], limit: int, name: str, label: list[str], json: bool) -> int:
     states = []
     for s in state:
         try:
@@ -198,9 +198,10 @@ def list_(socket: str | None, state: list[str], limit: int, json: bool) -> int:
             fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
     if not 0 <= limit < 2**31:
         fail("--limit takes a number, zero or more")
+    labels = pairs(label, "--label")
 
     def show(c: Client) -> None:
-        jobs = (job for page in c.list_pages(states, limit) for job in page)
+        jobs = (job for page in c.list_pages(states, limit, name, labels) for job in page)
         render.json_array(jobs) if json else render.jobs_table(jobs)
 
     with_client(socket, show)

@@ -216,8 +216,9 @@ class Client:
     # The same answers a page at a time, as they arrive, for callers that print as they go. Read each
     # to its end before the next request: the rest of its pages would come first.
 
-    def list_pages(self, states: States | None = None, limit: int = 0) -> Iterator[Page]:
-        return self._pages(ListJobs(states=states or [], limit=limit))
+    def list_pages(self, states: States | None = None, limit: int = 0, name: str = "",
+                   labels: dict[str, str] | None = None) -> Iterator[Page]:
+        return self._pages(ListJobs(states=states or [], limit=limit, name=name, labels=labels or {}))
 
     def cancel_pages(self, job_ids: Ids, grace: float | None = None, wait: bool = True) -> Iterator[Page]:
         return self._pages(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))

@@ -151,6 +151,8 @@ LIST = Command(
     options=(
         Opt("--state", "-s", many=True, help="only jobs in this state, repeatable"),
         Opt("--limit", kind=INT, default=50, help="the newest N jobs (0: all)"),
+        Opt("--name", "-n", metavar="PATTERN", help="only jobs whose name matches this glob (* ? [...])"),
+        Opt("--label", "-l", many=True, metavar="K=V", help="only jobs with this label, repeatable"),
         JSON,
     ),
 )
