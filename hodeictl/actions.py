@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
+from hodei.protocol import FINAL_STATES, JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
 from hodeictl.args import fail, job_id, pairs, submit_spec, with_client
 from hodeictl.client import Client
@@ -146,12 +146,43 @@ def logs(socket: str | None, job: str, follow: bool, tail: int | None, timestamp
     return with_client(socket, lambda c: _print_logs(c, jid, follow, tail, timestamps, attempt, json))
 
 
-def cancel(socket: str | None, jobs: list[str], grace: float | None, no_wait: bool, json: bool) -> int:
+def cancel(socket: str | None, jobs: list[str], all_jobs: bool, state: list[str], grace: float | None,
+           no_wait: bool, json: bool) -> int:
     ids = [job_id(j) for j in jobs]
+    states = _states(state)
     if grace is not None and grace < 0:
         fail("--grace must be zero or a positive number of seconds")
-    with_client(socket, lambda c: _print_states(c.cancel_pages(ids, grace=grace, wait=not no_wait), json))
+    if not ids and not all_jobs and not states:
+        fail("`hodeictl cancel` needs a job id, --all or --state")
+    if ids and (all_jobs or states):
+        fail("give job ids, or --all / --state, not both")
+    if finished := [s for s in states if s in FINAL_STATES]:
+        fail(f"a {finished[0]} job has already ended: --state takes queued, assigned or running")
+
+    def work(c: Client) -> None:
+        if not ids:  # hodeid lists the jobs this user may see: their own, or everyone's for root and admins
+            wanted = states or [s for s in JobState if s not in FINAL_STATES]
+            ids.extend(j.id for page in c.list_pages(wanted) for j in page)
+            if not ids:
+                say(f"no {' or '.join(wanted)} job to cancel")
+                if json:
+                    print("[]")
+                return
+        _print_states(c.cancel_pages(ids, grace=grace, wait=not no_wait), json)
+
+    with_client(socket, work)
     return 0
+
+
+def _states(given: list[str]) -> list[JobState]:
+    """--state values as states, or one clear line naming the valid ones."""
+    states = []
+    for s in given:
+        try:
+            states.append(JobState(s.lower()))
+        except ValueError:
+            fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
+    return states
 
 
 def wait(socket: str | None, jobs: list[str], json: bool) -> int:
@@ -190,12 +221,7 @@ def _print_states(pages: Iterable[list[JobInfo]], json: bool, tell: bool = False
 
 
 def list_(socket: str | None, state: list[str], limit: int, name: str, label: list[str], json: bool) -> int:
-    states = []
-    for s in state:
-        try:
-            states.append(JobState(s.lower()))
-        except ValueError:
-            fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
+    states = _states(state)
     if not 0 <= limit < 2**31:
         fail("--limit takes a number, zero or more")
     labels = pairs(label, "--label")

@@ -133,8 +133,12 @@ LOGS = Command(
 
 CANCEL = Command(
     "cancel", "Stop jobs: SIGTERM to all their processes, SIGKILL after the grace period.",
-    args=(JOBS,),
+    args=(Arg("jobs", "job ids", many=True, required=False),),
     options=(
+        Opt("--all", kind=FLAG, dest="all_jobs",
+            help="every unfinished job of yours (root and hodeid's --admin-group: everyone's)"),
+        Opt("--state", "-s", many=True, help="every job of yours in this state (queued, assigned, running),"
+                                             " repeatable"),
         Opt("--grace", kind=FLOAT, default=None, help="seconds between SIGTERM and SIGKILL"),
         Opt("--no-wait", kind=FLAG, help="return without waiting for the job to stop"),
         JSON,

@@ -9,8 +9,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
-from conftest import BIN, Daemon
+from conftest import BIN, Daemon, need_root, wait_for
 
 
 def test_version(daemon: Daemon) -> None:
@@ -56,3 +57,41 @@ def test_list_filters_by_name_glob_and_labels(daemon: Daemon) -> None:
     assert "test-1" in table and "build" not in table
     bad = daemon.ctl("list", "--label", "team", check=False)
     assert bad.returncode == 2 and b"--label takes KEY=VALUE" in bad.stderr
+
+
+def _as_nobody(d: Daemon, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(BIN / "hodeictl"),
+                           *args], capture_output=True, timeout=60, env=d.env, cwd="/")
+
+
+def test_cancel_all_and_by_state_of_ones_own_jobs(make_daemon: Callable[..., Daemon]) -> None:
+    need_root("needs root to act as two users")
+    d = make_daemon("--socket-group", "nogroup", "--max-workers", "1", start=False)
+    d.root.chmod(0o755)
+    d.start()
+
+    def state(jid: int) -> str:
+        return str(json.loads(d.ctl("show", "--json", str(jid)).stdout)["state"])
+
+    r1 = int(d.ctl("submit", "sleep 300").stdout)
+    wait_for(lambda: state(r1) == "running", timeout=30)
+    n1, n2 = (int(_as_nobody(d, "submit", "sleep 300").stdout) for _ in range(2))
+    r2 = int(d.ctl("submit", "sleep 300").stdout)
+    assert [state(j) for j in (n1, n2, r2)] == ["queued"] * 3
+
+    res = _as_nobody(d, "cancel", "--state", "queued", "--json")
+    assert res.returncode == 0, res.stderr
+    assert [(j["id"], j["state"]) for j in json.loads(res.stdout)] == [(n1, "cancelled"), (n2, "cancelled")]
+    assert (state(r1), state(r2)) == ("running", "queued")  # root's jobs are not nobody's to cancel
+    res = _as_nobody(d, "cancel", "--all")
+    assert res.returncode == 0 and res.stdout == b"" and b"no queued or assigned or running job" in res.stderr
+
+    assert d.ctl("cancel", "--state", "queued").stdout.decode().split("\t")[:2] == [str(r2), "cancelled"]
+    assert state(r1) == "running"
+    d.ctl("cancel", "--all")
+    assert state(r1) == "cancelled"
+
+    for args, needle in ((["--state", "succeeded"], b"already ended"), (["1", "--all"], b"not both"),
+                         ([], b"needs a job id, --all or --state")):
+        bad = d.ctl("cancel", *args, check=False)
+        assert bad.returncode == 2 and needle in bad.stderr, bad.stderr
