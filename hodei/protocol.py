@@ -203,6 +203,7 @@ class ListJobs(Message):
     limit: int = 0
     name: str = ""  # a glob (* ? [...]) the job's name matches; "": any
     labels: dict[str, str] = {}  # labels the job has, each with this value
+    mine: bool = False  # only the caller's own jobs, also for root and admins (who see everyone's)
 
 
 class CancelJobs(Message):

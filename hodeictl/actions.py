@@ -136,14 +136,24 @@ def _stamp_lines(data: bytes, ts: float, at_start: dict[Stream, bool], stream: S
     return bytes(out)
 
 
-def logs(socket: str | None, job: str, follow: bool, tail: int | None, timestamps: bool, attempt: int,
+def logs(socket: str | None, job: str | None, follow: bool, tail: int | None, timestamps: bool, attempt: int,
          json: bool) -> int:
-    jid = job_id(job)
+    jid = None if job is None else job_id(job)
     if tail is not None and tail < 0:
         fail("--tail takes a number of lines, zero or more")
     if attempt < 0:
         fail("--attempt takes an attempt number, 1 or more")
-    return with_client(socket, lambda c: _print_logs(c, jid, follow, tail, timestamps, attempt, json))
+
+    def work(c: Client) -> int:
+        nonlocal jid
+        if jid is None:  # the caller's latest job
+            latest = [j.id for page in c.list_pages(limit=1, mine=True) for j in page]
+            if not latest:
+                fail("you have no jobs yet: give a job id", 1)
+            jid = latest[0]
+        return _print_logs(c, jid, follow, tail, timestamps, attempt, json)
+
+    return with_client(socket, work)
 
 
 def cancel(socket: str | None, jobs: list[str], all_jobs: bool, state: list[str], grace: float | None,

@@ -217,8 +217,8 @@ class Client:
     # to its end before the next request: the rest of its pages would come first.
 
     def list_pages(self, states: States | None = None, limit: int = 0, name: str = "",
-                   labels: dict[str, str] | None = None) -> Iterator[Page]:
-        return self._pages(ListJobs(states=states or [], limit=limit, name=name, labels=labels or {}))
+                   labels: dict[str, str] | None = None, mine: bool = False) -> Iterator[Page]:
+        return self._pages(ListJobs(states=states or [], limit=limit, name=name, labels=labels or {}, mine=mine))
 
     def cancel_pages(self, job_ids: Ids, grace: float | None = None, wait: bool = True) -> Iterator[Page]:
         return self._pages(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))

@@ -119,7 +119,7 @@ SUBMIT = Command(
 
 LOGS = Command(
     "logs", "Print a job's output: stdout to stdout, stderr to stderr.",
-    args=(JOB,),
+    args=(Arg("job", "job id (default: your latest job)", required=False),),
     options=(
         Opt("--follow", "-f", kind=FLAG, help="wait for more output; exit with the job's status"),
         Opt("--tail", kind=INT, default=None, help="only the last N lines"),

@@ -97,8 +97,8 @@ class CtlSession:
                 events = await app.store.job_events(job_id) if history else []
                 node = await app.store.worker_node(job.info.worker_id)
                 await send(JobReply(job=msgspec.structs.replace(job.info, node=node), history=events))
-            case ListJobs(states=states, limit=limit, name=name, labels=labels):
-                owner = None if self.sees_all else self.uid
+            case ListJobs(states=states, limit=limit, name=name, labels=labels, mine=mine):
+                owner = None if self.sees_all and not mine else self.uid
                 pages = JobPages(self.writer)
                 async for page in app.store.list_jobs(states, limit, owner_uid=owner, name=name, labels=labels):
                     for job in page:

@@ -95,3 +95,15 @@ def test_cancel_all_and_by_state_of_ones_own_jobs(make_daemon: Callable[..., Dae
                          ([], b"needs a job id, --all or --state")):
         bad = d.ctl("cancel", *args, check=False)
         assert bad.returncode == 2 and needle in bad.stderr, bad.stderr
+
+
+def test_logs_without_id_shows_the_callers_latest_job(shared: Daemon) -> None:
+    none = shared.ctl("logs", check=False)
+    assert none.returncode == 1 and b"you have no jobs yet" in none.stderr
+    shared.ctl("submit", "-f", "echo first")
+    mine = int(shared.ctl("submit", "echo root-latest").stdout)
+    theirs = _as_nobody(shared, "submit", "echo nobody-latest")
+    assert theirs.returncode == 0, theirs.stderr
+    assert shared.ctl("logs", "-f").stdout == b"root-latest\n"  # root's own, though nobody's is newer
+    wait_for(lambda: _as_nobody(shared, "logs").stdout == b"nobody-latest\n", timeout=30)
+    assert shared.ctl("logs", str(mine)).stdout == b"root-latest\n"
