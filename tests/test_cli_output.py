@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
 import time
@@ -107,3 +108,39 @@ def test_logs_without_id_shows_the_callers_latest_job(shared: Daemon) -> None:
     assert shared.ctl("logs", "-f").stdout == b"root-latest\n"  # root's own, though nobody's is newer
     wait_for(lambda: _as_nobody(shared, "logs").stdout == b"nobody-latest\n", timeout=30)
     assert shared.ctl("logs", str(mine)).stdout == b"root-latest\n"
+
+
+def _on_terminal(d: Daemon, *args: str) -> tuple[int, bytes]:
+    """hodeictl with its stdout on a pseudo-terminal, as a user at a terminal runs it."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([str(BIN / "hodeictl"), *args], stdout=slave, stderr=subprocess.STDOUT,
+                                env={**d.env, "TERM": "xterm-256color", "COLUMNS": "200"})
+        os.close(slave)
+        out = bytearray()
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: hodeictl closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        return proc.wait(timeout=60), bytes(out)
+    finally:
+        os.close(master)
+
+
+def test_tables_colour_states_on_a_terminal_and_stay_plain_in_a_pipe(daemon: Daemon) -> None:
+    ok = daemon.ctl("submit", "--name", "[/]odd [bold]name", "true").stdout.decode().strip()
+    bad = daemon.ctl("submit", "false").stdout.decode().strip()
+    daemon.ctl("wait", ok, bad, check=False)
+    status, out = _on_terminal(daemon, "list")
+    assert status == 0, out
+    assert b"\x1b[32msucceeded" in out and b"\x1b[1;31mfailed" in out  # green, bold red
+    assert b"[/]odd [bold]name" in out  # a name is shown as written, never read as markup
+    piped = daemon.ctl("list").stdout.decode().splitlines()
+    assert piped[0].split("\t")[:2] == ["id", "state"] and b"\x1b" not in daemon.ctl("list").stdout
+    assert [line.split("\t")[1] for line in piped[1:]] == ["succeeded", "failed"]
+    status, out = _on_terminal(daemon, "workers")
+    assert status == 0 and b"\x1b[32midle" in out
