@@ -144,3 +144,26 @@ def test_tables_colour_states_on_a_terminal_and_stay_plain_in_a_pipe(daemon: Dae
     assert [line.split("\t")[1] for line in piped[1:]] == ["succeeded", "failed"]
     status, out = _on_terminal(daemon, "workers")
     assert status == 0 and b"\x1b[32midle" in out
+
+
+def test_every_hodeid_flag_is_described_in_its_help() -> None:
+    """Each flag of `hodeid --help` (and of `hodeid build-image --help`) has a sentence saying what it does."""
+    import argparse
+
+    from hodeid import cli
+
+    for args in ([], ["build-image"]):
+        out = subprocess.run([str(BIN / "hodeid"), *args, "--help"], capture_output=True, check=True).stdout.decode()
+        lines = out[out.index("options:"):].splitlines()[1:]
+        flags = [line.split()[0].rstrip(",") for line in lines if line.startswith("  -")]
+        assert len(flags) >= (20 if not args else 7)
+        for n, line in enumerate(lines):
+            if not line.startswith("  -"):
+                continue
+            words = line.split()
+            # the help is on the flag's line after its metavar, or on the next, indented line
+            takes = words[1:2] and (words[1].isupper() or words[1].startswith("{") or ":" in words[1])
+            described = len(words) > 1 + (1 if takes else 0) + (1 if words[0].endswith(",") else 0) or (
+                n + 1 < len(lines) and lines[n + 1].startswith(" " * 10))
+            assert described, f"hodeid {' '.join(args)} --help: {line.strip()} has no description"
+    assert all(a.help for a in cli.parser()._actions if a.help != argparse.SUPPRESS)
