@@ -19,13 +19,22 @@ from hodeictl.commands import FLAG, FLOAT, HELP_NAMES, HODEICTL, INT, VERSION, A
 _TYPES: dict[str, type] = {INT: int, FLOAT: float, FLAG: bool}
 
 
+def _version(given: bool) -> None:
+    """--version: run at once, while the line is read (with no command after it, as in the fast parser)."""
+    if given:
+        from hodeictl import actions
+
+        raise typer.Exit(getattr(actions, VERSION.run)())
+
+
 def _option(opt: Opt) -> inspect.Parameter:
     kind: Any = _TYPES.get(opt.kind, str)
     if opt.many:
         kind = list[kind]
     elif opt.default is None:
         kind = kind | None
-    info = typer.Option(*opt.names, help=opt.help, metavar=opt.metavar or None, envvar=opt.env or None)
+    eager: dict[str, Any] = {"is_eager": True, "callback": _version} if opt.dest == VERSION.run else {}
+    info = typer.Option(*opt.names, help=opt.help, metavar=opt.metavar or None, envvar=opt.env or None, **eager)
     return inspect.Parameter(opt.dest, inspect.Parameter.KEYWORD_ONLY, default=opt.default,
                              annotation=Annotated[kind, info])
 
@@ -63,16 +72,13 @@ def build(group: Group = HODEICTL, context: dict[str, Any] | None = None) -> typ
     context = {} if context is None else context
     if group is HODEICTL:
         app = typer.Typer(name=group.name, help=group.help, no_args_is_help=True, add_completion=False,
-                          pretty_exceptions_enable=False, invoke_without_command=True,
+                          pretty_exceptions_enable=False,
                           context_settings={"help_option_names": list(HELP_NAMES)})
     else:
         app = typer.Typer(help=group.help, no_args_is_help=True)
     if group.options:
         def keep(**values: Any) -> None:
-            if values.pop(VERSION.run, False):
-                from hodeictl import actions
-
-                raise typer.Exit(getattr(actions, VERSION.run)())
+            values.pop(VERSION.run, None)  # handled while reading the line (_version)
             context.update(values)
 
         app.callback()(_signed(keep, [_option(opt) for opt in group.options]))
