@@ -93,6 +93,7 @@ class JobSpec(msgspec.Struct, omit_defaults=True):
     retries: int = 0  # run again this many times at most when lost (and when failed, with retry_on_failure)
     retry_on_failure: bool = False
     constraints: list[str] = []  # swarm placement constraints (node.hostname==build2, ...)
+    tty: bool = False  # run under a pseudo-terminal: stdout and stderr are one stream (stdout)
 
 
 class JobInfo(msgspec.Struct, omit_defaults=False):
@@ -151,6 +152,7 @@ class Assignment(msgspec.Struct, omit_defaults=True):
     uid: int | None = None  # run as this user (a root agent on the submitter's host)
     umask: int | None = None  # None: 0o022
     nofile: int | None = None  # the job's soft open-file limit; None: the agent's own
+    tty: bool = False  # stdout and stderr are a pseudo-terminal, the job's controlling terminal
 
 
 # ---- handshake ------------------------------------------------------------------------------------
@@ -199,6 +201,9 @@ class GetJob(Message):
 class ListJobs(Message):
     states: list[JobState] = []
     limit: int = 0
+    name: str = ""  # a glob (* ? [...]) the job's name matches; "": any
+    labels: dict[str, str] = {}  # labels the job has, each with this value
+    mine: bool = False  # only the caller's own jobs, also for root and admins (who see everyone's)
 
 
 class CancelJobs(Message):

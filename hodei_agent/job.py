@@ -10,7 +10,9 @@ import mmap
 import os
 import pwd
 import signal
+import struct
 import subprocess
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -70,6 +72,74 @@ async def _reader(fd: int) -> asyncio.StreamReader:
     reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", 0))
     return reader
+
+
+class _PtyReader:
+    """Reads a pty's master side: read() returns b"" at the end, which a pty reports as EIO once
+    every process has closed its side."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    async def read(self, n: int) -> bytes:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = os.read(self.fd, n)
+            except BlockingIOError:
+                ready: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(self.fd, _settle, ready)
+                try:
+                    await ready
+                finally:
+                    loop.remove_reader(self.fd)
+                continue
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                os.close(self.fd)
+                self.fd = -1
+            return data
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _settle(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+def _pty(uid: int | None) -> tuple[int, int]:
+    """A pseudo-terminal for a job: 80x24, owned by its user, and passing output through as written
+    (no \\n -> \\r\\n), so the stored log holds the bytes the job wrote."""
+    master, slave = os.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.ONLCR
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    if uid is not None and uid != os.geteuid():
+        os.fchown(slave, uid, -1)
+    os.set_inheritable(master, False)
+    return master, slave
+
+
+class _ChildSetup:
+    """What the child does after it has its session and user: take its pty as controlling terminal,
+    then enter its working directory (see _EnterAsUser)."""
+
+    def __init__(self, enter: _EnterAsUser | None) -> None:
+        self.enter = enter
+
+    def __call__(self) -> None:
+        fcntl.ioctl(1, termios.TIOCSCTTY, 0)
+        if self.enter is not None:
+            self.enter()
 
 
 def identity(uid: int | None) -> dict[str, Any]:
@@ -174,9 +244,14 @@ class JobProcess:
         enter = _EnterAsUser(a.cwd) if a.cwd and who else None
         if a.cwd and not who and not os.path.isdir(a.cwd):  # as ourselves, a check here is the same check
             raise SpawnFailed(cwd_refused(a.cwd, errno.ENOENT if not os.path.exists(a.cwd) else errno.ENOTDIR), 127)
-        # Real pipes, not socket pairs: scripts that write to /dev/stderr must work as in a terminal.
-        out_r, out_w = _pipe()
-        err_r, err_w = _pipe()
+        if a.tty:  # one pty for stdout and stderr (stdin stays /dev/null: no one can type into it)
+            out_r, out_w = _pty(a.uid)
+            err_r, err_w = -1, os.dup(out_w)
+            os.set_inheritable(err_w, False)
+        else:  # Real pipes, not socket pairs: scripts that write to /dev/stderr must work as in a terminal.
+            out_r, out_w = _pipe()
+            err_r, err_w = _pipe()
+        setup: Callable[[], None] | None = _ChildSetup(enter) if a.tty else enter
         restore_nofile = limits.set_for_spawn(a.nofile)
         try:
             # subprocess.Popen, not the loop's subprocess support: it spawns with vfork in a fraction of
@@ -187,7 +262,7 @@ class JobProcess:
                 stdout=out_w,
                 stderr=err_w,
                 cwd=(a.cwd or None) if enter is None else None,
-                preexec_fn=enter,
+                preexec_fn=setup,
                 env=job_env(a),
                 umask=DEFAULT_UMASK if a.umask is None else a.umask,
                 start_new_session=True,  # its own process group: signals reach every process of the job
@@ -209,19 +284,24 @@ class JobProcess:
             os.close(err_w)
             if self.proc is None:
                 os.close(out_r)
-                os.close(err_r)
+                if err_r >= 0:
+                    os.close(err_r)
         self.pid_start = procs.stamp(self.pid)
-        self.stdout = await _reader(out_r)
-        self.stderr = await _reader(err_r)
+        self.stdout: asyncio.StreamReader | _PtyReader
+        self.stderr: asyncio.StreamReader | None = None
+        if a.tty:
+            self.stdout = _PtyReader(out_r)
+        else:
+            self.stdout = await _reader(out_r)
+            self.stderr = await _reader(err_r)
 
     async def run(self) -> Result:
         """Pump output until the job ends; kill what it leaves behind; return how it ended."""
         proc = self.proc
         assert proc is not None
-        pumps = [
-            asyncio.ensure_future(self._pump(self.stdout, Stream.STDOUT)),
-            asyncio.ensure_future(self._pump(self.stderr, Stream.STDERR)),
-        ]
+        pumps = [asyncio.ensure_future(self._pump(self.stdout, Stream.STDOUT))]
+        if self.stderr is not None:
+            pumps.append(asyncio.ensure_future(self._pump(self.stderr, Stream.STDERR)))
         timer = None
         if self.a.timeout:
             timer = asyncio.get_running_loop().call_later(
@@ -241,6 +321,10 @@ class JobProcess:
             _, pending = await asyncio.wait(pending, timeout=DRAIN_AFTER_EXIT)
         for p in pending:
             p.cancel()
+        if isinstance(self.stdout, _PtyReader):
+            if pending:  # an escaped process still holds the pty: its end is not waited for
+                await asyncio.wait(pending)
+            self.stdout.close()
         for p in pumps:
             if p not in pending:
                 p.result()
@@ -252,7 +336,7 @@ class JobProcess:
             return Result(None, -rc, self.outcome, reason)
         return Result(rc, None, self.outcome, reason)
 
-    async def _pump(self, pipe: asyncio.StreamReader, stream: Stream) -> None:
+    async def _pump(self, pipe: asyncio.StreamReader | _PtyReader, stream: Stream) -> None:
         while data := await pipe.read(CHUNK):
             self._emitting += 1
             try:

@@ -15,9 +15,9 @@ from typing import Any
 
 import msgspec
 
-from hodei.protocol import JobInfo, JobState, LogData, LogEnd, Stream
+from hodei.protocol import FINAL_STATES, JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
-from hodeictl.args import fail, job_id, submit_spec, with_client
+from hodeictl.args import fail, job_id, pairs, submit_spec, with_client
 from hodeictl.client import Client
 from hodeictl.follow import WaitReporter, detached, say, what_happened
 from hodeictl.parse import Call
@@ -29,12 +29,19 @@ def run(call: Call) -> int:
     return action(**call.values)
 
 
+def version() -> int:
+    import hodei
+
+    print(f"hodeictl {hodei.__version__}")
+    return 0
+
+
 def submit(socket: str | None, command: list[str], name: str, env: list[str], cwd: str, timeout: float | None,
            grace: float, priority: int, label: list[str], image: str, retries: int, retry_on_failure: bool,
-           constraint: list[str], follow: bool, from_file: str, json: bool) -> int:
+           constraint: list[str], tty: bool, follow: bool, from_file: str, json: bool) -> int:
     options: dict[str, Any] = {"name": name, "env": env, "cwd": cwd, "timeout": timeout, "grace": grace,
                                "priority": priority, "label": label, "image": image, "retries": retries,
-                               "retry_on_failure": retry_on_failure, "constraint": constraint}
+                               "retry_on_failure": retry_on_failure, "constraint": constraint, "tty": tty}
     if from_file:
         if command or follow:
             fail("--from queues the lines of a file: give no command and no --follow with it")
@@ -84,7 +91,7 @@ def _command_lines(path: str) -> list[str]:
 
 
 def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps: bool,
-                attempt: int = 0) -> int:
+                attempt: int = 0, json: bool = False) -> int:
     """Print the job's output; following, say what it waits for, how it ended unless it succeeded,
     and on Ctrl-C that it keeps running (exit EXIT_DETACHED)."""
     outs = {Stream.STDOUT: sys.stdout.buffer, Stream.STDERR: sys.stderr.buffer}
@@ -98,6 +105,9 @@ def _print_logs(c: Client, jid: int, follow: bool, tail: int | None, timestamps:
                     end = msg.job
                     break
                 assert isinstance(msg, LogData)
+                if json:
+                    print(render.log_chunk_json(msg.stream.name.lower(), msg.ts, msg.data), flush=True)
+                    continue
                 out = outs[msg.stream]
                 data = msg.data
                 if timestamps:
@@ -126,21 +136,63 @@ def _stamp_lines(data: bytes, ts: float, at_start: dict[Stream, bool], stream: S
     return bytes(out)
 
 
-def logs(socket: str | None, job: str, follow: bool, tail: int | None, timestamps: bool, attempt: int) -> int:
-    jid = job_id(job)
+def logs(socket: str | None, job: str | None, follow: bool, tail: int | None, timestamps: bool, attempt: int,
+         json: bool) -> int:
+    jid = None if job is None else job_id(job)
     if tail is not None and tail < 0:
         fail("--tail takes a number of lines, zero or more")
     if attempt < 0:
         fail("--attempt takes an attempt number, 1 or more")
-    return with_client(socket, lambda c: _print_logs(c, jid, follow, tail, timestamps, attempt))
+
+    def work(c: Client) -> int:
+        nonlocal jid
+        if jid is None:  # the caller's latest job
+            latest = [j.id for page in c.list_pages(limit=1, mine=True) for j in page]
+            if not latest:
+                fail("you have no jobs yet: give a job id", 1)
+            jid = latest[0]
+        return _print_logs(c, jid, follow, tail, timestamps, attempt, json)
+
+    return with_client(socket, work)
 
 
-def cancel(socket: str | None, jobs: list[str], grace: float | None, no_wait: bool, json: bool) -> int:
+def cancel(socket: str | None, jobs: list[str], all_jobs: bool, state: list[str], grace: float | None,
+           no_wait: bool, json: bool) -> int:
     ids = [job_id(j) for j in jobs]
+    states = _states(state)
     if grace is not None and grace < 0:
         fail("--grace must be zero or a positive number of seconds")
-    with_client(socket, lambda c: _print_states(c.cancel_pages(ids, grace=grace, wait=not no_wait), json))
+    if not ids and not all_jobs and not states:
+        fail("`hodeictl cancel` needs a job id, --all or --state")
+    if ids and (all_jobs or states):
+        fail("give job ids, or --all / --state, not both")
+    if finished := [s for s in states if s in FINAL_STATES]:
+        fail(f"a {finished[0]} job has already ended: --state takes queued, assigned or running")
+
+    def work(c: Client) -> None:
+        if not ids:  # hodeid lists the jobs this user may see: their own, or everyone's for root and admins
+            wanted = states or [s for s in JobState if s not in FINAL_STATES]
+            ids.extend(j.id for page in c.list_pages(wanted) for j in page)
+            if not ids:
+                say(f"no {' or '.join(wanted)} job to cancel")
+                if json:
+                    print("[]")
+                return
+        _print_states(c.cancel_pages(ids, grace=grace, wait=not no_wait), json)
+
+    with_client(socket, work)
     return 0
+
+
+def _states(given: list[str]) -> list[JobState]:
+    """--state values as states, or one clear line naming the valid ones."""
+    states = []
+    for s in given:
+        try:
+            states.append(JobState(s.lower()))
+        except ValueError:
+            fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
+    return states
 
 
 def wait(socket: str | None, jobs: list[str], json: bool) -> int:
@@ -178,18 +230,14 @@ def _print_states(pages: Iterable[list[JobInfo]], json: bool, tell: bool = False
     return status
 
 
-def list_(socket: str | None, state: list[str], limit: int, json: bool) -> int:
-    states = []
-    for s in state:
-        try:
-            states.append(JobState(s.lower()))
-        except ValueError:
-            fail(f"unknown state {s!r}: use one of {', '.join(JobState)}")
+def list_(socket: str | None, state: list[str], limit: int, name: str, label: list[str], json: bool) -> int:
+    states = _states(state)
     if not 0 <= limit < 2**31:
         fail("--limit takes a number, zero or more")
+    labels = pairs(label, "--label")
 
     def show(c: Client) -> None:
-        jobs = (job for page in c.list_pages(states, limit) for job in page)
+        jobs = (job for page in c.list_pages(states, limit, name, labels) for job in page)
         render.json_array(jobs) if json else render.jobs_table(jobs)
 
     with_client(socket, show)

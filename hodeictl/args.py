@@ -65,6 +65,7 @@ def submit_spec(
     retries: int = 0,
     retry_on_failure: bool = False,
     constraint: list[str] | None = None,
+    tty: bool = False,
 ) -> JobSpec:
     """The job `hodeictl submit` asks for, or one clear line and exit status 2."""
     if retries < 0:
@@ -85,4 +86,4 @@ def submit_spec(
     return spec_from_cli(command, name=name, env=pairs(env or [], "--env"), cwd=os.path.abspath(cwd) if cwd else "",
                          timeout=timeout, grace=grace, priority=priority, labels=pairs(label or [], "--label"),
                          image=image, retries=retries, retry_on_failure=retry_on_failure,
-                         constraints=constraint or [])
+                         constraints=constraint or [], tty=tty)

@@ -14,9 +14,17 @@ from typing import Annotated, Any
 
 import typer
 
-from hodeictl.commands import FLAG, FLOAT, HELP_NAMES, HODEICTL, INT, Arg, Command, Group, Opt
+from hodeictl.commands import FLAG, FLOAT, HELP_NAMES, HODEICTL, INT, VERSION, Arg, Command, Group, Opt
 
 _TYPES: dict[str, type] = {INT: int, FLOAT: float, FLAG: bool}
+
+
+def _version(given: bool) -> None:
+    """--version: run at once, while the line is read (with no command after it, as in the fast parser)."""
+    if given:
+        from hodeictl import actions
+
+        raise typer.Exit(getattr(actions, VERSION.run)())
 
 
 def _option(opt: Opt) -> inspect.Parameter:
@@ -25,7 +33,8 @@ def _option(opt: Opt) -> inspect.Parameter:
         kind = list[kind]
     elif opt.default is None:
         kind = kind | None
-    info = typer.Option(*opt.names, help=opt.help, metavar=opt.metavar or None, envvar=opt.env or None)
+    eager: dict[str, Any] = {"is_eager": True, "callback": _version} if opt.dest == VERSION.run else {}
+    info = typer.Option(*opt.names, help=opt.help, metavar=opt.metavar or None, envvar=opt.env or None, **eager)
     return inspect.Parameter(opt.dest, inspect.Parameter.KEYWORD_ONLY, default=opt.default,
                              annotation=Annotated[kind, info])
 
@@ -69,6 +78,7 @@ def build(group: Group = HODEICTL, context: dict[str, Any] | None = None) -> typ
         app = typer.Typer(help=group.help, no_args_is_help=True)
     if group.options:
         def keep(**values: Any) -> None:
+            values.pop(VERSION.run, None)  # handled while reading the line (_version)
             context.update(values)
 
         app.callback()(_signed(keep, [_option(opt) for opt in group.options]))

@@ -216,8 +216,9 @@ class Client:
     # The same answers a page at a time, as they arrive, for callers that print as they go. Read each
     # to its end before the next request: the rest of its pages would come first.
 
-    def list_pages(self, states: States | None = None, limit: int = 0) -> Iterator[Page]:
-        return self._pages(ListJobs(states=states or [], limit=limit))
+    def list_pages(self, states: States | None = None, limit: int = 0, name: str = "",
+                   labels: dict[str, str] | None = None, mine: bool = False) -> Iterator[Page]:
+        return self._pages(ListJobs(states=states or [], limit=limit, name=name, labels=labels or {}, mine=mine))
 
     def cancel_pages(self, job_ids: Ids, grace: float | None = None, wait: bool = True) -> Iterator[Page]:
         return self._pages(CancelJobs(job_ids=job_ids, grace=grace, wait=wait))
@@ -291,6 +292,7 @@ def spec_from_cli(
     retries: int = 0,
     retry_on_failure: bool = False,
     constraints: list[str] | None = None,
+    tty: bool = False,
 ) -> JobSpec:
     """A spec as the CLI builds it: one argument is a shell line, several are an exact argv."""
     return JobSpec(
@@ -307,6 +309,7 @@ def spec_from_cli(
         retries=retries,
         retry_on_failure=retry_on_failure,
         constraints=constraints or [],
+        tty=tty,
         client_env=dict(os.environ),
         client_cwd=os.getcwd(),
         umask=current_umask(),

@@ -107,6 +107,8 @@ SUBMIT = Command(
         Opt("--retry-on-failure", kind=FLAG, help="retry failed runs too"),
         Opt("--constraint", many=True, metavar="EXPR",
             help="swarm placement, e.g. node.hostname==build2; repeatable"),
+        Opt("--tty", "-t", kind=FLAG,
+            help="run under a pseudo-terminal (colours, line-buffering); stderr joins stdout"),
         Opt("--follow", "-f", kind=FLAG, help="follow the output; exit with the job's status"),
         Opt("--from", dest="from_file", metavar="FILE",
             help="queue each line of FILE (- for stdin) as a shell command, with these options;"
@@ -117,19 +119,26 @@ SUBMIT = Command(
 
 LOGS = Command(
     "logs", "Print a job's output: stdout to stdout, stderr to stderr.",
-    args=(JOB,),
+    args=(Arg("job", "job id (default: your latest job)", required=False),),
     options=(
         Opt("--follow", "-f", kind=FLAG, help="wait for more output; exit with the job's status"),
         Opt("--tail", kind=INT, default=None, help="only the last N lines"),
         Opt("--timestamps", "-t", kind=FLAG, help="prefix each line with its time"),
         Opt("--attempt", kind=INT, default=0, help="output of attempt K (default: the latest)"),
+        Opt("--json", kind=FLAG, help='one JSON object a chunk, on stdout: {"stream": "stdout" or "stderr",'
+                                       ' "time": seconds since the epoch, "text": the bytes as UTF-8'
+                                       ' (or "base64": them in base64 when they are not)}'),
     ),
 )
 
 CANCEL = Command(
     "cancel", "Stop jobs: SIGTERM to all their processes, SIGKILL after the grace period.",
-    args=(JOBS,),
+    args=(Arg("jobs", "job ids", many=True, required=False),),
     options=(
+        Opt("--all", kind=FLAG, dest="all_jobs",
+            help="every unfinished job of yours (root and hodeid's --admin-group: everyone's)"),
+        Opt("--state", "-s", many=True, help="every job of yours in this state (queued, assigned, running),"
+                                             " repeatable"),
         Opt("--grace", kind=FLOAT, default=None, help="seconds between SIGTERM and SIGKILL"),
         Opt("--no-wait", kind=FLAG, help="return without waiting for the job to stop"),
         JSON,
@@ -146,6 +155,8 @@ LIST = Command(
     options=(
         Opt("--state", "-s", many=True, help="only jobs in this state, repeatable"),
         Opt("--limit", kind=INT, default=50, help="the newest N jobs (0: all)"),
+        Opt("--name", "-n", metavar="PATTERN", help="only jobs whose name matches this glob (* ? [...])"),
+        Opt("--label", "-l", many=True, metavar="K=V", help="only jobs with this label, repeatable"),
         JSON,
     ),
 )
@@ -166,8 +177,12 @@ AGENTS = Group(
     ),
 )
 
+# `hodeictl --version`: an option of hodeictl itself that runs this command instead of another.
+VERSION = Command("--version", "Print hodeictl's version and exit.", run="version")
+
 HODEICTL = Group(
     "hodeictl", "Queue shell commands on hodeid, follow their output, cancel them.",
     commands=(SUBMIT, LOGS, CANCEL, WAIT, LIST, SHOW, WORKERS, AGENTS),
-    options=(Opt("--socket", default=None, env="HODEI_SOCKET", help="hodeid's control socket"),),
+    options=(Opt("--socket", default=None, env="HODEI_SOCKET", help="hodeid's control socket"),
+             Opt("--version", kind=FLAG, help=VERSION.help)),
 )

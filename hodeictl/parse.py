@@ -15,7 +15,7 @@ import os
 from typing import NoReturn
 
 from hodei.errors import HodeiError
-from hodeictl.commands import FLAG, FLOAT, HELP_NAMES, HODEICTL, INT, Command, Group, Opt
+from hodeictl.commands import FLAG, FLOAT, HELP_NAMES, HODEICTL, INT, VERSION, Command, Group, Opt
 
 
 class ArgumentError(HodeiError):
@@ -51,9 +51,12 @@ def parse(argv: list[str], root: Group = HODEICTL) -> Call | None:
         i = _options(node.options, argv, i, raw, where, interspersed=False, positional=None)
         if "help" in raw or i == start == len(argv):  # -h, or the group's name alone: typer shows its help
             return None
+        if VERSION.run in raw:
+            return Call(VERSION, {})
         if i == len(argv):
             raise ArgumentError(f"`{where}` needs a command: use one of {', '.join(_names(node))}")
         values.update(_values(node.options, raw))
+        values.pop(VERSION.run, None)  # not an option the commands take
         name = argv[i]
         found = next((c for c in node.commands if name == c.name or name in _aliases(c)), None)
         if found is None:

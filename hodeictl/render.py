@@ -39,6 +39,18 @@ def to_json(obj: Any) -> str:
     return msgspec.json.encode(obj).decode()
 
 
+def log_chunk_json(stream: str, ts: float, data: bytes) -> str:
+    """One chunk of a job's output as `logs --json` prints it: {"stream", "time", and "text" when the
+    bytes are UTF-8, else "base64"}. A character split between two chunks makes both base64."""
+    try:
+        body = {"text": data.decode()}
+    except UnicodeDecodeError:
+        import base64
+
+        body = {"base64": base64.b64encode(data).decode()}
+    return to_json({"stream": stream, "time": ts, **body})
+
+
 def json_array(items: Iterable[Any]) -> None:
     """Print a JSON array an item at a time, as the items arrive: the same text as to_json of the list."""
     out = sys.stdout
@@ -82,15 +94,27 @@ def result(job: JobInfo) -> str:
     return "-" if job.exit_code is None else str(job.exit_code)
 
 
+# The colour of each job and worker state in a table on a terminal.
+STATE_STYLES = {
+    "queued": "yellow", "assigned": "cyan", "running": "bold cyan", "succeeded": "green", "failed": "bold red",
+    "cancelled": "magenta", "timed_out": "red", "lost": "bold red",
+    "starting": "yellow", "idle": "green", "busy": "cyan", "stopping": "magenta", "gone": "dim",
+}
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], title: str = "") -> None:
-    """A rich table on a terminal (it needs every row first); in a pipe, each row as it comes."""
+    """A rich table on a terminal (it needs every row first), its STATE column in colour; in a pipe,
+    each row as it comes, tab-separated."""
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
+        state = headers.index("STATE") if "STATE" in headers else -1
         t = Table(*headers, title=title or None, box=None, header_style="bold")
-        for row in rows:
-            t.add_row(*row)
+        for row in rows:  # Text, not markup: a name or command with [brackets] is shown as written
+            t.add_row(*(Text(cell, style=STATE_STYLES.get(cell, "") if i == state else "")
+                        for i, cell in enumerate(row)))
         Console().print(t)
         return
     print("\t".join(h.lower() for h in headers))

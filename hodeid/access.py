@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from hodeid.lifecycle import Lifecycle
 
 
+NOBODYS = -1  # the owner uid of no job: what an unknown caller's listings are limited to
+
+
 class Refused(HodeiError):
     """You may not do this on this hodeid."""
 
@@ -58,8 +61,16 @@ class Caller:
 
     @property
     def owner(self) -> int | None:
-        """Whose jobs this caller lists: their own, or everyone's (None)."""
-        return None if self.admin else self.uid
+        """Whose jobs this caller lists: their own, or everyone's (None). An unknown caller owns no job:
+        NOBODYS matches none (None here would mean everyone's)."""
+        if self.admin:
+            return None
+        return self.uid if self.uid is not None else NOBODYS
+
+    @property
+    def own(self) -> int:
+        """Whose jobs are this caller's own (``list --mine``, ``logs`` with no id): NOBODYS when unknown."""
+        return self.uid if self.uid is not None else NOBODYS
 
     def check_submit(self) -> None:
         """Raise unless hodeid can run a job on this caller's behalf."""

@@ -26,4 +26,5 @@ def assignment(job: StoredJob, local: bool) -> Assignment:
         uid=job.owner_uid if local and job.owner_uid and os.geteuid() == 0 else None,
         umask=spec.umask,
         nofile=spec.nofile,
+        tty=spec.tty,
     )

@@ -175,7 +175,7 @@ def main(argv: list[str]) -> None:
                    help="hodei source checkout to build from (default: the hodei this hodeid runs from)")
     p.add_argument("--wheels", type=Path, default=None, help="use these wheels instead of running pip wheel")
     p.add_argument("--label", action="append", default=[], help="KEY=VALUE image label, repeatable")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the build's progress")
     args = p.parse_args(argv)
     args.tag = args.push or args.tag
     try:

@@ -69,33 +69,46 @@ def parser() -> argparse.ArgumentParser:
         epilog="`hodeid build-image --help`: build the Docker worker image.",
     )
     p.add_argument("--version", action="version", version=f"hodeid {__version__}")
-    p.add_argument("--state-dir", type=Path, default=None, help="database and logs (env HODEI_STATE_DIR)")
-    p.add_argument("--socket", type=Path, default=None,
+    p.add_argument("--state-dir", type=Path, default=None, metavar="DIR",
+                   help="where the job database and the jobs' output live (env HODEI_STATE_DIR; default:"
+                        " /var/lib/hodei for root, else $XDG_STATE_HOME/hodei or ~/.local/state/hodei)")
+    p.add_argument("--socket", type=Path, default=None, metavar="PATH",
                    help=f"control socket (env HODEI_SOCKET); its path and agent/agent.sock beside it"
                    f" take at most {SOCKET_PATH_MAX} bytes")
-    p.add_argument("--agent-socket", type=Path, default=None,
+    p.add_argument("--agent-socket", type=Path, default=None, metavar="PATH",
                    help="socket agents connect to (default: agent/agent.sock beside --socket)")
-    p.add_argument("--socket-group", default=_socket_group(),
+    p.add_argument("--socket-group", default=_socket_group(), metavar="GROUP",
                    help="make the control socket 0660 for this group (env HODEI_SOCKET_GROUP; root's default:"
                         " `hodei` when that group exists; '' for none)")
-    p.add_argument("--admin-group", default=os.environ.get("HODEI_ADMIN_GROUP"), help="members see and cancel all jobs")
-    p.add_argument("--provider", choices=PROVIDERS, default=os.environ.get("HODEI_PROVIDER", "local"))
+    p.add_argument("--admin-group", default=os.environ.get("HODEI_ADMIN_GROUP"), metavar="GROUP",
+                   help="its members see and cancel every user's jobs and manage remote agents, as root does"
+                        " (env HODEI_ADMIN_GROUP; default: none)")
+    p.add_argument("--provider", choices=PROVIDERS, default=os.environ.get("HODEI_PROVIDER", "local"),
+                   help="where workers run: local (processes on this host), docker (a container each),"
+                        " swarm (Docker swarm services), auto (docker when an engine answers, else local)"
+                        " (env HODEI_PROVIDER; default: local)")
     for flag, text in _NUMBERS.items():
         name = LIMITS[flag][0]
         kind = int if d[name].type == "int" else float
         field = d[name]  # max_workers' default depends on the machine: its field has a factory
         default = field.default_factory() if callable(field.default_factory) else field.default
-        p.add_argument(flag, type=_number(kind, flag), default=default, help=f"{text}; {describe(flag)}")
+        p.add_argument(flag, type=_number(kind, flag), default=default, metavar=kind.__name__.upper(),
+                       help=f"{text}; {describe(flag)}")
     p.add_argument("--agent-listen", default=os.environ.get("HODEI_AGENT_LISTEN", ""), metavar="HOST:PORT",
                    help="also accept agents over TCP here, port 1 to 65535 (off by default;"
                    " register them with `hodeictl agents add`)")
-    p.add_argument("--tls-cert", type=Path, default=None, help="certificate (PEM) for --agent-listen")
-    p.add_argument("--tls-key", type=Path, default=None, help="private key (PEM) for --agent-listen")
+    p.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
+                   help="certificate (PEM) for --agent-listen")
+    p.add_argument("--tls-key", type=Path, default=None, metavar="PEM", help="private key (PEM) for --agent-listen")
     p.add_argument("--image", default=os.environ.get("HODEI_WORKER_IMAGE", d["image"].default),
-                   help="docker worker image")
-    p.add_argument("--network", default="", help="docker network mode for workers (default: the engine's)")
-    p.add_argument("--memory", default="", help="docker memory limit per worker, e.g. 2g")
-    p.add_argument("--log-level", default=os.environ.get("HODEI_LOG_LEVEL", "info"), help=", ".join(LOG_LEVELS))
+                   help="worker image of the docker and swarm providers, for jobs that name none"
+                        f" (env HODEI_WORKER_IMAGE; default: {d['image'].default})")
+    p.add_argument("--network", default="", metavar="MODE",
+                   help="docker network mode for workers (default: the engine's)")
+    p.add_argument("--memory", default="", metavar="SIZE", help="docker memory limit per worker, e.g. 2g")
+    p.add_argument("--log-level", default=os.environ.get("HODEI_LOG_LEVEL", "info"), metavar="LEVEL",
+                   help=f"least important messages hodeid logs: {', '.join(LOG_LEVELS)}"
+                        " (env HODEI_LOG_LEVEL; default: info)")
     return p
 
 

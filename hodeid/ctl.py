@@ -92,8 +92,8 @@ class CtlSession:
                 return JobsReply(jobs=[j.info for j in await self.app.jobs.submit_many(specs, self.caller.uid)])
             case GetJob(job_id=job_id, history=history):
                 return await self._get(job_id, history)
-            case ListJobs(states=states, limit=limit):
-                return paged(self._listed(states, limit))
+            case ListJobs(states=states, limit=limit, name=name, labels=labels, mine=mine):
+                return paged(self._listed(states, limit, name, labels, mine))
             case CancelJobs(job_ids=ids, grace=grace, wait=wait):
                 await self._check_all(ids)  # unknown (or others') ids fail before anything is cancelled
                 for job_id in ids:
@@ -124,8 +124,11 @@ class CtlSession:
         node = await self.app.store.worker_node(job.info.worker_id)
         return JobReply(job=msgspec.structs.replace(job.info, node=node), history=events)
 
-    async def _listed(self, states: list[JobState], limit: int) -> AsyncIterator[JobInfo]:
-        async for page in self.app.store.list_jobs(states, limit, owner_uid=self.caller.owner):
+    async def _listed(self, states: list[JobState], limit: int, name: str, labels: dict[str, str],
+                      mine: bool) -> AsyncIterator[JobInfo]:
+        """The caller's jobs (or everyone's, for an admin not asking for ``mine``), filtered."""
+        owner = self.caller.own if mine else self.caller.owner
+        async for page in self.app.store.list_jobs(states, limit, owner_uid=owner, name=name, labels=labels):
             for job in page:
                 yield job.info
 

@@ -334,9 +334,11 @@ class Store:
         return {row[0]: JobState(row[1]) for row in await self._by_ids("id, state", job_ids)}
 
     async def list_jobs(
-        self, states: list[JobState], limit: int, owner_uid: int | None, page: int = 500
+        self, states: list[JobState], limit: int, owner_uid: int | None, page: int = 500, name: str = "",
+        labels: dict[str, str] | None = None,
     ) -> AsyncIterator[list[StoredJob]]:
-        """The newest ``limit`` jobs (0: all), oldest first, a page at a time: memory stays flat."""
+        """The newest ``limit`` jobs (0: all), oldest first, a page at a time: memory stays flat.
+        ``name``: a GLOB the job's name matches; ``labels``: each label the job must have, with that value."""
         where: list[str] = []
         params: list[Any] = []
         if states:
@@ -345,7 +347,14 @@ class Store:
         if owner_uid is not None:
             where.append("owner_uid = ?")
             params.append(owner_uid)
+        if name:
+            where.append("name GLOB ?")
+            params.append(name)
         clause = " AND ".join(where) or "1"
+        if labels:  # labels live in the encoded spec: matched here, not in SQL
+            async for found in self._labelled(clause, params, labels, limit, page):
+                yield found
+            return
         after = 0
         if limit > 0:
             row = await self._one(f"SELECT id FROM jobs WHERE {clause} ORDER BY id DESC LIMIT 1 OFFSET ?",
@@ -364,6 +373,32 @@ class Store:
             left = left - len(rows) if left > 0 else left
             if len(rows) < size:
                 return
+
+    async def _labelled(
+        self, clause: str, params: list[Any], labels: dict[str, str], limit: int, page: int
+    ) -> AsyncIterator[list[StoredJob]]:
+        """list_jobs of the jobs with these labels: all of them in pages (limit 0), or the newest
+        ``limit``, found newest first and held (so memory grows with ``limit``, never with the table)."""
+        items = labels.items()
+        newest_first = limit > 0
+        edge = 2**63 - 1 if newest_first else 0
+        found: list[StoredJob] = []
+        while True:
+            rows = await self._all(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {clause} AND id {'<' if newest_first else '>'} ?"
+                f" ORDER BY id {'DESC' if newest_first else ''} LIMIT ?", (*params, edge, page))
+            matching = [j for j in map(_job_from_row, rows) if items <= j.spec.labels.items()]
+            if not newest_first:
+                if matching:
+                    yield matching
+            else:
+                found.extend(matching[: limit - len(found)])
+            if len(rows) < page or len(found) >= limit > 0:
+                break
+            edge = rows[-1][0]
+        found.reverse()
+        for start in range(0, len(found), page):
+            yield found[start:start + page]
 
     async def take_next(self, worker_id: str, images: tuple[str, ...]) -> StoredJob | None:
         """Assign the next queued job this worker can run to it, in dispatch order (higher priority

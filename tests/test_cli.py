@@ -27,7 +27,6 @@ from conftest import BIN, Daemon
         (["submit", "--timeout", "soon", "true"], b"--timeout takes a number, not 'soon'"),
         (["submit", "--name"], b"--name needs a value"),
         (["wait", "--json=yes", "1"], b"--json takes no value"),
-        (["logs"], b"needs a job id"),
         (["logs", "1", "2"], b"unexpected argument '2'"),
         (["cancel"], b"needs a job id"),
         (["workers", "all"], b"unexpected argument 'all'"),

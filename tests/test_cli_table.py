@@ -65,6 +65,14 @@ GOOD = [
     ["agents", "add", "--pool", "gpu", "--json"],
     ["agents", "add"],
     ["agents", "rm", "w1"],
+    ["logs"],  # the caller's latest job
+    ["logs", "--json", "3"],
+    ["cancel"],  # refused by the action, in one sentence: needs ids, --all or --state
+    ["cancel", "--all"],
+    ["cancel", "-s", "queued", "--state", "running", "--no-wait"],
+    ["submit", "--tty", "-f", "true"],
+    ["submit", "-tf", "true"],
+    ["list", "--name", "b*", "-l", "a=b", "--label", "c=d"],
 ]
 
 BAD = [
@@ -82,11 +90,9 @@ BAD = [
     ["submit", "--grace=", "true"],
     ["submit", "--name"],
     ["submit", "--socket", "/x.sock", "true"],
-    ["logs"],
     ["logs", "1", "2"],
     ["logs", "-5"],
     ["logs", "1", "--tail"],
-    ["cancel"],
     ["cancel", "--grace", "x", "1"],
     ["wait"],
     ["workers", "x"],

@@ -22,7 +22,7 @@ from test_remote_agents import free_port, start_agent
 
 from hodei.frames import body_size, encode_frame
 from hodei.protocol import PROTOCOL_VERSION, ErrorCode, Hello, Role
-from hodeid.access import sees_all
+from hodeid.access import NOBODYS, Caller, sees_all
 
 
 @pytest.fixture
@@ -153,6 +153,9 @@ def test_an_unknown_caller_sees_nothing() -> None:
     """When a caller's uid cannot be read from the socket, it is no admin (fail closed)."""
     assert sees_all(None, None) is False
     assert sees_all(None, 0) is True
+    unknown = Caller.of(None, None)
+    assert unknown.owner == unknown.own == NOBODYS  # its listings hold no job, its own or another's
+    assert Caller.of(None, 0).owner is None and Caller.of(None, 1000).owner == 1000
 
 
 def hello(address: tuple[str, int], worker_id: str, token: str) -> bytes:
