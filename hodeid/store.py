@@ -71,7 +71,7 @@ def _job_from_row(row: Any) -> StoredJob:
         worker_id=row[11],
         priority=row[4],
         labels=spec.labels,
-        cwd=spec.cwd,
+        cwd=spec.cwd or spec.client_cwd,
         timeout=spec.timeout,
         grace=spec.grace,
         image=spec.image,

@@ -47,8 +47,9 @@ def test_job_runs_in_the_submitting_directory_by_default(daemon: Daemon, tmp_pat
     """Without --cwd, the job runs where hodeictl was run, with that shell's environment."""
     res = daemon.ctl("submit", 'echo "$(pwd) $MY_VAR"', cwd=tmp_path, env={"MY_VAR": "from-shell"})
     jid = int(res.stdout)
-    daemon.wait_final(jid)
+    job = daemon.wait_final(jid)
     assert daemon.output(jid) == f"{tmp_path} from-shell\n".encode()
+    assert job["cwd"] == str(tmp_path)  # `show` records where it ran
 
 
 def test_exit_codes_and_signal_deaths(daemon: Daemon) -> None:
