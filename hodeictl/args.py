@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from hodei.errors import HodeiError
-from hodei.pools import constraint_problem
+from hodei.pools import constraint_problem, parse_volume, volume_text
 from hodei.protocol import JobSpec
 from hodeictl.client import Client, spec_from_cli
 
@@ -65,6 +65,7 @@ def submit_spec(
     retries: int = 0,
     retry_on_failure: bool = False,
     constraint: list[str] | None = None,
+    volume: list[str] | None = None,
 ) -> JobSpec:
     """The job `hodeictl submit` asks for, or one clear line and exit status 2."""
     if retries < 0:
@@ -82,7 +83,13 @@ def submit_spec(
     for c in constraint or []:
         if problem := constraint_problem(c):
             fail(problem)
+    volumes = []
+    for text in volume or []:
+        try:
+            volumes.append(volume_text(*parse_volume(text, os.getcwd())))
+        except ValueError as e:
+            fail(str(e))
     return spec_from_cli(command, name=name, env=pairs(env or [], "--env"), cwd=os.path.abspath(cwd) if cwd else "",
                          timeout=timeout, grace=grace, priority=priority, labels=pairs(label or [], "--label"),
                          image=image, retries=retries, retry_on_failure=retry_on_failure,
-                         constraints=constraint or [])
+                         constraints=constraint or [], volumes=volumes)

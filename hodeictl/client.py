@@ -291,6 +291,7 @@ def spec_from_cli(
     retries: int = 0,
     retry_on_failure: bool = False,
     constraints: list[str] | None = None,
+    volumes: list[str] | None = None,
 ) -> JobSpec:
     """A spec as the CLI builds it: one argument is a shell line, several are an exact argv."""
     return JobSpec(
@@ -307,6 +308,7 @@ def spec_from_cli(
         retries=retries,
         retry_on_failure=retry_on_failure,
         constraints=constraints or [],
+        volumes=volumes or [],
         client_env=dict(os.environ),
         client_cwd=os.getcwd(),
         umask=current_umask(),

@@ -107,6 +107,8 @@ SUBMIT = Command(
         Opt("--retry-on-failure", kind=FLAG, help="retry failed runs too"),
         Opt("--constraint", many=True, metavar="EXPR",
             help="swarm placement, e.g. node.hostname==build2; repeatable"),
+        Opt("--volume", many=True, metavar="HOST[:CONTAINER][:ro]",
+            help="docker provider: mount this host directory too (at the same path by default); repeatable"),
         Opt("--follow", "-f", kind=FLAG, help="follow the output; exit with the job's status"),
         Opt("--from", dest="from_file", metavar="FILE",
             help="queue each line of FILE (- for stdin) as a shell command, with these options;"

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from hodei.errors import InvalidTransition
+from hodei.pools import pool_key
 from hodei.protocol import FINAL_STATES, Ack, Assign, Cancel, Exited, JobSpec, JobState, Ready, WorkerState
 from hodeid.assignment import assignment
 from hodeid.jobs import (
@@ -32,6 +33,7 @@ from hodeid.jobs import (
     validate,
 )
 from hodeid.logstore import LogStore
+from hodeid.mounts import docker_pool
 from hodeid.notify import Notifier, Wakeup
 from hodeid.store import Store, StoredJob
 from hodeid.tasks import Tasks
@@ -99,9 +101,17 @@ class Lifecycle:
 
     # ---- queueing -------------------------------------------------------------------------------
 
+    async def _pool_of(self, spec: JobSpec, owner_uid: int | None) -> str:
+        """The pool a job waits for: on the docker provider, one of the submitter's that mounts its directories."""
+        if self.pool.provider.name == "docker" and owner_uid is not None:
+            return await docker_pool(spec, owner_uid, self.pool.default_image)
+        if spec.volumes:
+            raise InvalidSpec(f"--volume needs hodeid --provider docker; this hodeid's is {self.pool.provider.name}")
+        return pool_key(spec.image, spec.constraints)
+
     async def submit(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
         validate(spec)
-        job = await self.store.insert_job(spec, owner_uid)
+        job = await self.store.insert_job(spec, owner_uid, await self._pool_of(spec, owner_uid))
         self.logs.start_empty(job.info.id)
         self.wakeup.set()
         return job
@@ -118,7 +128,13 @@ class Lifecycle:
         if size > MAX_BATCH_BYTES:  # the reply repeats each command: it must fit in a frame too
             raise InvalidSpec(f"the batch's commands and environments take {size} bytes; at most"
                               f" {MAX_BATCH_BYTES} fit in one request; none of them was queued")
-        jobs = await self.store.insert_jobs(specs, owner_uid)
+        pools = []
+        for n, spec in enumerate(specs, 1):
+            try:
+                pools.append(await self._pool_of(spec, owner_uid))
+            except InvalidSpec as e:
+                raise InvalidSpec(f"job {n} of {len(specs)}: {e}; none of them was queued") from None
+        jobs = await self.store.insert_jobs(specs, owner_uid, pools)
         for job in jobs:
             self.logs.start_empty(job.info.id)
         self.wakeup.set()
@@ -160,7 +176,8 @@ class Lifecycle:
 
     async def hand_over(self, job: StoredJob, worker: Worker) -> None:
         """Send an assigned job to its worker; back to the queue if the worker is gone meanwhile."""
-        if not worker.available or not worker.send(Assign(job=assignment(job, local=worker.provider == "local"))):
+        job_as_told = assignment(job, worker.provider == "local", worker.image)
+        if not worker.available or not worker.send(Assign(job=job_as_told)):
             await self.requeue(job.info.id, "the worker went away before taking the job")
             return
         worker.hold(job)

@@ -128,3 +128,14 @@ def test_submit_from_a_file_with_a_bad_line_queues_nothing(daemon: Daemon, tmp_p
         assert res.returncode == 2 and needle in res.stderr, res.stderr
         assert b"Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert daemon.jobs() == []
+
+
+def test_volume_needs_the_docker_provider(daemon: Daemon, tmp_path) -> None:
+    """--volume on local workers is refused with one sentence; a malformed one, by hodeictl, the same way."""
+    res = daemon.ctl("submit", "--volume", str(tmp_path), "true", check=False)
+    assert res.returncode != 0 and res.stdout == b""
+    assert res.stderr.decode() == "hodeictl: --volume needs hodeid --provider docker; this hodeid's is local\n"
+    res = daemon.ctl("submit", "--volume", "/a:rel", "true", check=False)
+    assert res.returncode == 2
+    assert res.stderr.decode() == "hodeictl: --volume container path 'rel' is not an absolute path\n"
+    assert daemon.jobs() == []
