@@ -102,9 +102,13 @@ class Lifecycle:
     # ---- queueing -------------------------------------------------------------------------------
 
     async def _pool_of(self, spec: JobSpec, owner_uid: int | None) -> str:
-        """The pool a job waits for: on the docker provider, one of the submitter's that mounts its directories."""
-        if self.pool.provider.name == "docker" and owner_uid is not None:
+        """The pool a job waits for: on the docker provider, one of the submitter's that mounts its directories
+        (unless its --image names a pool of remote agents, which run it as they always did)."""
+        remote = bool(spec.image) and spec.image in self.pool.remote_pools
+        if self.pool.provider.name == "docker" and owner_uid is not None and not remote:
             return await docker_pool(spec, owner_uid, self.pool.default_image)
+        if spec.volumes and remote:
+            raise InvalidSpec(f"--volume needs a worker hodeid starts in Docker; pool {spec.image} is remote agents")
         if spec.volumes:
             raise InvalidSpec(f"--volume needs hodeid --provider docker; this hodeid's is {self.pool.provider.name}")
         return pool_key(spec.image, spec.constraints)

@@ -585,3 +585,23 @@ def test_docker_project_swapped_for_a_link_while_queued_is_not_mounted(dockerd, 
                       what="the reason on the waiting job")
     assert f"{project} cannot be mounted" in reason, reason
     assert d.job(theirs)["state"] == "queued" and d.output(theirs) == b""
+
+
+def test_docker_hodeid_still_sends_a_remote_pools_jobs_to_its_agents(dockerd) -> None:
+    """A job for a pool of remote agents is not turned into a Docker pool of its submitter's: the agent runs it."""
+    from test_remote_agents import free_port, start_agent
+
+    port = free_port()
+    d: Daemon = dockerd("--agent-listen", f"127.0.0.1:{port}")
+    added = json.loads(d.ctl("agents", "add", "--pool", "gpu", "--json").stdout)
+    agent = start_agent(d, f"tcp://127.0.0.1:{port}", added["worker_id"], added["token"])
+    try:
+        wait_for(lambda: any(w["state"] == "idle" for w in d.workers()), timeout=30, what="the remote agent")
+        jid = d.submit("--image", "gpu", "echo pooled")
+        job = d.wait_final(jid, timeout=60)
+        assert job["worker_id"] == added["worker_id"] and d.output(jid) == b"pooled\n"
+        refused = d.ctl("submit", "--image", "gpu", "--volume", "/tmp", "true", check=False)
+        assert refused.returncode != 0 and "pool gpu is remote agents" in refused.stderr.decode()
+    finally:
+        agent.kill()
+        agent.wait()
