@@ -36,7 +36,8 @@ async def build(state: Path, jobs: int) -> None:
     store = await Store.open(state / "hodei.db")
     spec = JobSpec(command=["echo hello"], shell=True, client_env=dict(os.environ))
     for start in range(0, jobs, 1000):
-        await store.insert_jobs([spec] * min(1000, jobs - start), owner_uid=os.getuid())
+        n = min(1000, jobs - start)
+        await store.insert_jobs([spec] * n, owner_uid=os.getuid(), pools=[""] * n)
     await store.close()
     logs = state / "logs"
     logs.mkdir()

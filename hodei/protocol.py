@@ -94,6 +94,8 @@ class JobSpec(msgspec.Struct, omit_defaults=True):
     retry_on_failure: bool = False
     constraints: list[str] = []  # swarm placement constraints (node.hostname==build2, ...)
     tty: bool = False  # run under a pseudo-terminal: stdout and stderr are one stream (stdout)
+    # More directories for a Docker job, each ``HOST:CONTAINER:ro`` or ``HOST:CONTAINER:rw`` (absolute paths).
+    volumes: list[str] = []
 
 
 class JobInfo(msgspec.Struct, omit_defaults=False):
@@ -149,7 +151,9 @@ class Assignment(msgspec.Struct, omit_defaults=True):
     cwd: str = ""
     timeout: float | None = None
     grace: float = 10.0
-    uid: int | None = None  # run as this user (a root agent on the submitter's host)
+    uid: int | None = None  # run as this user (a root agent on the submitter's host, or in a Docker worker)
+    gid: int | None = None  # with this group and these groups (None: the uid's own, from the passwd file)
+    groups: list[int] = []
     umask: int | None = None  # None: 0o022
     nofile: int | None = None  # the job's soft open-file limit; None: the agent's own
     tty: bool = False  # stdout and stderr are a pseudo-terminal, the job's controlling terminal

@@ -142,10 +142,13 @@ class _ChildSetup:
             self.enter()
 
 
-def identity(uid: int | None) -> dict[str, Any]:
-    """subprocess arguments to run as ``uid`` with its groups; nothing when it is us."""
+def identity(uid: int | None, gid: int | None = None, groups: list[int] | None = None) -> dict[str, Any]:
+    """subprocess arguments to run as ``uid`` with its groups (``gid`` and ``groups`` when hodeid names
+    them: a container may have no account for the uid); nothing when it is us."""
     if uid is None or uid == os.geteuid():
         return {}
+    if gid is not None:
+        return {"user": uid, "group": gid, "extra_groups": [gid, *(groups or [])]}
     try:
         entry = pwd.getpwuid(uid)
         gid, groups = entry.pw_gid, os.getgrouplist(entry.pw_name, entry.pw_gid)
@@ -239,7 +242,7 @@ class JobProcess:
 
     async def start(self) -> None:
         a = self.a
-        who = identity(a.uid)
+        who = identity(a.uid, a.gid, a.groups)
         # As another user, the directory is entered (and so checked) as that user, in the child.
         enter = _EnterAsUser(a.cwd) if a.cwd and who else None
         if a.cwd and not who and not os.path.isdir(a.cwd):  # as ourselves, a check here is the same check

@@ -38,10 +38,12 @@ def version() -> int:
 
 def submit(socket: str | None, command: list[str], name: str, env: list[str], cwd: str, timeout: float | None,
            grace: float, priority: int, label: list[str], image: str, retries: int, retry_on_failure: bool,
-           constraint: list[str], tty: bool, follow: bool, from_file: str, json: bool) -> int:
+           constraint: list[str], tty: bool, volume: list[str], follow: bool, from_file: str,
+           json: bool) -> int:
     options: dict[str, Any] = {"name": name, "env": env, "cwd": cwd, "timeout": timeout, "grace": grace,
                                "priority": priority, "label": label, "image": image, "retries": retries,
-                               "retry_on_failure": retry_on_failure, "constraint": constraint, "tty": tty}
+                               "retry_on_failure": retry_on_failure, "constraint": constraint, "tty": tty,
+                               "volume": volume}
     if from_file:
         if command or follow:
             fail("--from queues the lines of a file: give no command and no --follow with it")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
 from hodei.errors import HodeiError
-from hodei.pools import constraint_problem
+from hodei.pools import constraint_problem, parse_volume, volume_text
 from hodei.protocol import JobSpec
 from hodeictl.client import Client, spec_from_cli
 
@@ -66,6 +66,7 @@ def submit_spec(
     retry_on_failure: bool = False,
     constraint: list[str] | None = None,
     tty: bool = False,
+    volume: list[str] | None = None,
 ) -> JobSpec:
     """The job `hodeictl submit` asks for, or one clear line and exit status 2."""
     if retries < 0:
@@ -83,7 +84,13 @@ def submit_spec(
     for c in constraint or []:
         if problem := constraint_problem(c):
             fail(problem)
+    volumes = []
+    for text in volume or []:
+        try:
+            volumes.append(volume_text(*parse_volume(text, os.getcwd())))
+        except ValueError as e:
+            fail(str(e))
     return spec_from_cli(command, name=name, env=pairs(env or [], "--env"), cwd=os.path.abspath(cwd) if cwd else "",
                          timeout=timeout, grace=grace, priority=priority, labels=pairs(label or [], "--label"),
                          image=image, retries=retries, retry_on_failure=retry_on_failure,
-                         constraints=constraint or [], tty=tty)
+                         constraints=constraint or [], tty=tty, volumes=volumes)

@@ -293,6 +293,7 @@ def spec_from_cli(
     retry_on_failure: bool = False,
     constraints: list[str] | None = None,
     tty: bool = False,
+    volumes: list[str] | None = None,
 ) -> JobSpec:
     """A spec as the CLI builds it: one argument is a shell line, several are an exact argv."""
     return JobSpec(
@@ -310,6 +311,7 @@ def spec_from_cli(
         retry_on_failure=retry_on_failure,
         constraints=constraints or [],
         tty=tty,
+        volumes=volumes or [],
         client_env=dict(os.environ),
         client_cwd=os.getcwd(),
         umask=current_umask(),

@@ -109,6 +109,8 @@ SUBMIT = Command(
             help="swarm placement, e.g. node.hostname==build2; repeatable"),
         Opt("--tty", "-t", kind=FLAG,
             help="run under a pseudo-terminal (colours, line-buffering); stderr joins stdout"),
+        Opt("--volume", many=True, metavar="HOST[:CONTAINER][:ro]",
+            help="docker provider: mount this host directory too (at the same path by default); repeatable"),
         Opt("--follow", "-f", kind=FLAG, help="follow the output; exit with the job's status"),
         Opt("--from", dest="from_file", metavar="FILE",
             help="queue each line of FILE (- for stdin) as a shell command, with these options;"

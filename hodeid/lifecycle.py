@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from hodei.errors import InvalidTransition
+from hodei.pools import pool_key
 from hodei.protocol import FINAL_STATES, Ack, Assign, Cancel, Exited, JobSpec, JobState, Ready, WorkerState
 from hodeid.assignment import assignment
 from hodeid.background import Background
@@ -34,6 +35,7 @@ from hodeid.jobs import (
     validate,
 )
 from hodeid.logstore import LogStore
+from hodeid.mounts import docker_pool
 from hodeid.notify import Notifier, Wakeup
 from hodeid.store import Store, StoredJob
 from hodeid.worker import REMOTE, Worker
@@ -107,9 +109,21 @@ class Lifecycle:
 
     # ---- queueing -------------------------------------------------------------------------------
 
+    async def _pool_of(self, spec: JobSpec, owner_uid: int | None) -> str:
+        """The pool a job waits for: on the docker provider, one of the submitter's that mounts its directories
+        (unless its --image names a pool of remote agents, which run it as they always did)."""
+        remote = bool(spec.image) and spec.image in self.pool.remote_pools
+        if self.pool.provider.name == "docker" and owner_uid is not None and not remote:
+            return await docker_pool(spec, owner_uid, self.pool.default_image)
+        if spec.volumes and remote:
+            raise InvalidSpec(f"--volume needs a worker hodeid starts in Docker; pool {spec.image} is remote agents")
+        if spec.volumes:
+            raise InvalidSpec(f"--volume needs hodeid --provider docker; this hodeid's is {self.pool.provider.name}")
+        return pool_key(spec.image, spec.constraints)
+
     async def submit(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
         validate(spec)
-        job = await self.store.insert_job(spec, owner_uid)
+        job = await self.store.insert_job(spec, owner_uid, await self._pool_of(spec, owner_uid))
         self.logs.start_empty(job.info.id)
         self.wakeup.set()
         return job
@@ -126,7 +140,13 @@ class Lifecycle:
         if size > MAX_BATCH_BYTES:  # the reply repeats each command: it must fit in a frame too
             raise InvalidSpec(f"the batch's commands and environments take {size} bytes; at most"
                               f" {MAX_BATCH_BYTES} fit in one request; none of them was queued")
-        jobs = await self.store.insert_jobs(specs, owner_uid)
+        pools = []
+        for n, spec in enumerate(specs, 1):
+            try:
+                pools.append(await self._pool_of(spec, owner_uid))
+            except InvalidSpec as e:
+                raise InvalidSpec(f"job {n} of {len(specs)}: {e}; none of them was queued") from None
+        jobs = await self.store.insert_jobs(specs, owner_uid, pools)
         for job in jobs:
             self.logs.start_empty(job.info.id)
         self.wakeup.set()
@@ -168,7 +188,8 @@ class Lifecycle:
 
     async def hand_over(self, job: StoredJob, worker: Worker) -> None:
         """Send an assigned job to its worker; back to the queue if the worker is gone meanwhile."""
-        if not worker.available or not worker.send(Assign(job=assignment(job, local=worker.provider == "local"))):
+        job_as_told = assignment(job, worker.provider == "local", worker.image)
+        if not worker.available or not worker.send(Assign(job=job_as_told)):
             await self.requeue(job.info.id, "the worker went away before taking the job")
             return
         worker.hold(job)

@@ -20,7 +20,6 @@ import aiosqlite
 import msgspec
 
 from hodei.errors import HodeiError, InvalidTransition, StateDirError
-from hodei.pools import pool_key
 from hodei.protocol import ErrorCode, JobEvent, JobInfo, JobSpec, JobState, WorkerInfo, WorkerState
 from hodeid.worker import handle_pid
 
@@ -71,7 +70,7 @@ def _job_from_row(row: Any) -> StoredJob:
         worker_id=row[11],
         priority=row[4],
         labels=spec.labels,
-        cwd=spec.cwd,
+        cwd=spec.cwd or spec.client_cwd,
         timeout=spec.timeout,
         grace=spec.grace,
         image=spec.image,
@@ -275,22 +274,20 @@ class Store:
 
     # ---- jobs -----------------------------------------------------------------------------------
 
-    async def insert_job(self, spec: JobSpec, owner_uid: int | None) -> StoredJob:
+    async def insert_job(self, spec: JobSpec, owner_uid: int | None, pool: str) -> StoredJob:
         row = await self._one(
             "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at)"
             f" VALUES (?, 'queued', ?, ?, ?, ?, ?) RETURNING {_JOB_COLUMNS}",
-            (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints), owner_uid,
-             time.time()),
+            (spec.name, _spec_encoder.encode(spec), spec.priority, pool, owner_uid, time.time()),
         )
         return _job_from_row(row)
 
-    async def insert_jobs(self, specs: list[JobSpec], owner_uid: int | None) -> list[StoredJob]:
+    async def insert_jobs(self, specs: list[JobSpec], owner_uid: int | None, pools: list[str]) -> list[StoredJob]:
         """Queue several jobs with one statement: all of them or none. (One statement, not a
         transaction around several: other tasks' statements share this connection meanwhile.)"""
         now = time.time()
-        params = [v for spec in specs for v in
-                  (spec.name, _spec_encoder.encode(spec), spec.priority, pool_key(spec.image, spec.constraints),
-                   owner_uid, now)]
+        params = [v for spec, pool in zip(specs, pools, strict=True) for v in
+                  (spec.name, _spec_encoder.encode(spec), spec.priority, pool, owner_uid, now)]
         rows = await self._all(
             "INSERT INTO jobs (name, state, spec, priority, image, owner_uid, created_at) VALUES "
             + ", ".join(["(?, 'queued', ?, ?, ?, ?, ?)"] * len(specs)) + f" RETURNING {_JOB_COLUMNS}",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from hodei.errors import HodeiError
 from hodei.framing import FrameWriter
+from hodei.pools import shown_pool
 from hodei.protocol import ErrorCode, WorkerInfo, WorkerState
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Worker:
             provider=self.provider,
             state=self.state,
             job_id=job_id,
-            image=self.image,
+            image=shown_pool(self.image),
             pid=handle_pid(self.handle),
             created_at=self.created,
             last_heartbeat=time.time() - lag if self.writer is not None else None,

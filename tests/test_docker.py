@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from conftest import Daemon, wait_for
+from conftest import Daemon, need_root, wait_for
 
 IMAGE = os.environ.get("HODEI_WORKER_IMAGE", "hodei-worker:latest")
 pytestmark = pytest.mark.docker
@@ -134,7 +138,8 @@ def test_three_phase_script_streams_live_and_in_order(dockerd) -> None:
     err = follower.stderr.read()
     follower.stderr.close()
     expected = [f"phase {p} step {i}" for p in (1, 2, 3) for i in (1, 2)]
-    assert (first + rest).decode().splitlines() == expected and err == b"end\n"
+    assert (first + rest).decode().splitlines() == expected
+    assert err == f"end\nhodeictl: job {job['id']} failed: exited with code 3\n".encode()
 
 
 def test_failing_command_and_env(dockerd) -> None:
@@ -451,3 +456,153 @@ def test_a_constrained_job_waits_with_a_reason_on_the_docker_provider(dockerd) -
     job = wait_for(lambda: "provider swarm" in (j := d.job(jid))["reason"] and j, timeout=30,
                    what="the job's reason to name the swarm provider")
     assert job["state"] == "queued" and "node.hostname==build2" in job["reason"]
+
+
+# ---- a job sees its submitter's project ------------------------------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_docker(dockerd):
+    """A root hodeid on the docker provider whose socket other users reach (the `nogroup` group)."""
+    need_root("needs root to act as two users")
+    d: Daemon = dockerd("--socket-group", "nogroup", start=False)
+    d.root.chmod(0o755)
+    return d.start()
+
+
+def as_nobody(d: Daemon, *args: str, cwd: str | Path = "/") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           str(d.bin / "hodeictl"), *args], capture_output=True, timeout=120, env=d.env, cwd=cwd)
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A temp directory every user may enter (pytest's own are root's only)."""
+    path = Path(tempfile.mkdtemp(prefix="hodei-proj-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def project(open_tmp: Path) -> Path:
+    """A project directory of nobody's, with a file in it."""
+    proj = open_tmp / "proj"
+    proj.mkdir()
+    (proj / "Makefile").write_text("all:\n")
+    os.chown(proj, NOBODY, NOBODY)
+    os.chown(proj / "Makefile", NOBODY, NOBODY)
+    return proj
+
+
+def test_docker_job_runs_in_the_project_as_its_submitter(shared_docker: Daemon, project: Path) -> None:
+    """Submitted from a project directory, a Docker job lists its files there and what it writes belongs to the
+    submitter on the host; `show` says where it ran."""
+    d = shared_docker
+    res = as_nobody(d, "submit", "pwd; ls; id -u; id -g; echo hi > out.txt", cwd=project)
+    assert res.returncode == 0, res.stderr
+    job = d.wait_final(int(res.stdout), timeout=120)
+    assert job["state"] == "succeeded", job
+    assert d.output(job["id"]).decode().split() == [str(project), "Makefile", str(NOBODY), str(NOBODY)]
+    out = project / "out.txt"
+    assert out.read_text() == "hi\n"
+    assert (out.stat().st_uid, out.stat().st_gid) == (NOBODY, NOBODY)
+    assert job["cwd"] == str(project)
+
+
+def test_docker_volume_the_submitter_cannot_read_is_refused(shared_docker: Daemon, project: Path,
+                                                             open_tmp: Path) -> None:
+    """A --volume of a root-only directory, or of a symlink to one, by another user is refused at submit
+    with one sentence; nothing is queued."""
+    d = shared_docker
+    secret = open_tmp / "secret"
+    secret.mkdir(mode=0o700)
+    (secret / "key").write_text("root only\n")
+    link = project / "link"
+    link.symlink_to(secret)
+    for path in (secret, link):
+        res = as_nobody(d, "submit", "--volume", f"{path}:/data", "cat /data/key", cwd=project)
+        err = res.stderr.decode()
+        assert res.returncode != 0 and res.stdout == b"", err
+        assert err.count("\n") == 1 and f"--volume {path} cannot be mounted: uid {NOBODY} cannot open it" in err, err
+    assert d.jobs() == []
+
+
+def test_docker_volume_read_only_and_at_its_own_path(dockerd, project: Path, open_tmp: Path) -> None:
+    """--volume HOST:CONTAINER:ro is mounted read-only there; --volume HOST alone at the same path, writable."""
+    d = dockerd()
+    data = open_tmp / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("input\n")
+    cache = open_tmp / "cache"
+    cache.mkdir()
+    job_id = d.submit("--volume", f"{data}:/data:ro", "--volume", str(cache),
+                      f"cat /data/in.txt; echo x > {cache}/w; if {{ echo y > /data/w; }} 2>&1; then echo WROTE; fi")
+    job = d.wait_final(job_id, timeout=120)
+    assert job["state"] == "succeeded", job
+    out = d.output(job_id).decode()
+    assert out.startswith("input\n") and "Read-only file system" in out and "WROTE" not in out, out
+    assert (cache / "w").read_text() == "x\n" and not (data / "w").exists()
+
+
+def test_docker_two_users_never_share_a_worker(shared_docker: Daemon, project: Path) -> None:
+    """Root's job and nobody's job, both from the same directory, run on different workers: a worker mounts
+    one user's files only."""
+    d = shared_docker
+    mine = int(d.ctl("submit", "id -u", cwd=project).stdout)
+    res = as_nobody(d, "submit", "id -u", cwd=project)
+    assert res.returncode == 0, res.stderr
+    theirs = int(res.stdout)
+    first, second = d.wait_final(mine, timeout=120), d.wait_final(theirs, timeout=120)
+    assert first["state"] == second["state"] == "succeeded"
+    assert first["worker_id"] != second["worker_id"]
+    again = as_nobody(d, "submit", "id -u", cwd=project)
+    third = d.wait_final(int(again.stdout), timeout=120)
+    assert third["worker_id"] != first["worker_id"]
+    assert d.output(theirs) == d.output(third["id"]) == f"{NOBODY}\n".encode()
+
+
+def test_docker_project_swapped_for_a_link_while_queued_is_not_mounted(dockerd, project: Path, open_tmp: Path) -> None:
+    """A project directory replaced by a symlink to a root-only one after submit is checked again as the
+    submitter before its worker starts: the job waits with the reason and the root-only files are never mounted."""
+    need_root("needs root to act as two users")
+    d: Daemon = dockerd("--socket-group", "nogroup", "--max-workers", "1", start=False)
+    d.root.chmod(0o755)
+    d.start()
+    busy = int(d.ctl("submit", "sleep 120", cwd=open_tmp).stdout)
+    d.wait_state(busy, "running", timeout=120)
+    res = as_nobody(d, "submit", "cat key", cwd=project)
+    assert res.returncode == 0, res.stderr
+    theirs = int(res.stdout)
+    secret = open_tmp / "secret"
+    secret.mkdir(mode=0o700)
+    (secret / "key").write_text("root only\n")
+    project.rename(open_tmp / "moved")
+    project.symlink_to(secret)
+    d.ctl("cancel", str(busy))
+    reason = wait_for(lambda: "cannot be mounted" in (r := d.job(theirs)["reason"]) and r, timeout=120,
+                      what="the reason on the waiting job")
+    assert f"{project} cannot be mounted" in reason, reason
+    assert d.job(theirs)["state"] == "queued" and d.output(theirs) == b""
+
+
+def test_docker_hodeid_still_sends_a_remote_pools_jobs_to_its_agents(dockerd) -> None:
+    """A job for a pool of remote agents is not turned into a Docker pool of its submitter's: the agent runs it."""
+    from test_remote_agents import free_port, start_agent
+
+    port = free_port()
+    d: Daemon = dockerd("--agent-listen", f"127.0.0.1:{port}")
+    added = json.loads(d.ctl("agents", "add", "--pool", "gpu", "--json").stdout)
+    agent = start_agent(d, f"tcp://127.0.0.1:{port}", added["worker_id"], added["token"])
+    try:
+        wait_for(lambda: any(w["state"] == "idle" for w in d.workers()), timeout=30, what="the remote agent")
+        jid = d.submit("--image", "gpu", "echo pooled")
+        job = d.wait_final(jid, timeout=60)
+        assert job["worker_id"] == added["worker_id"] and d.output(jid) == b"pooled\n"
+        refused = d.ctl("submit", "--image", "gpu", "--volume", "/tmp", "true", check=False)
+        assert refused.returncode != 0 and "pool gpu is remote agents" in refused.stderr.decode()
+    finally:
+        agent.kill()
+        agent.wait()

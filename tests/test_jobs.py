@@ -47,8 +47,9 @@ def test_job_runs_in_the_submitting_directory_by_default(daemon: Daemon, tmp_pat
     """Without --cwd, the job runs where hodeictl was run, with that shell's environment."""
     res = daemon.ctl("submit", 'echo "$(pwd) $MY_VAR"', cwd=tmp_path, env={"MY_VAR": "from-shell"})
     jid = int(res.stdout)
-    daemon.wait_final(jid)
+    job = daemon.wait_final(jid)
     assert daemon.output(jid) == f"{tmp_path} from-shell\n".encode()
+    assert job["cwd"] == str(tmp_path)  # `show` records where it ran
 
 
 def test_exit_codes_and_signal_deaths(daemon: Daemon) -> None:
@@ -126,4 +127,15 @@ def test_submit_from_a_file_with_a_bad_line_queues_nothing(daemon: Daemon, tmp_p
         res = daemon.ctl("submit", "--from", str(cmds), check=False)
         assert res.returncode == 2 and needle in res.stderr, res.stderr
         assert b"Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert daemon.jobs() == []
+
+
+def test_volume_needs_the_docker_provider(daemon: Daemon, tmp_path) -> None:
+    """--volume on local workers is refused with one sentence; a malformed one, by hodeictl, the same way."""
+    res = daemon.ctl("submit", "--volume", str(tmp_path), "true", check=False)
+    assert res.returncode != 0 and res.stdout == b""
+    assert res.stderr.decode() == "hodeictl: --volume needs hodeid --provider docker; this hodeid's is local\n"
+    res = daemon.ctl("submit", "--volume", "/a:rel", "true", check=False)
+    assert res.returncode == 2
+    assert res.stderr.decode() == "hodeictl: --volume container path 'rel' is not an absolute path\n"
     assert daemon.jobs() == []

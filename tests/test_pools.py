@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hodei.pools import constraint_problem, pool_key, split_pool
+import pytest
+
+from hodei.pools import constraint_problem, parse_volume, pool_key, shown_pool, split_pool, split_user, user_pool
 
 
 def test_no_constraint_keeps_the_image_as_the_key() -> None:
@@ -23,3 +25,23 @@ def test_constraint_syntax_is_checked() -> None:
     assert constraint_problem("node.role != manager") is None
     for bad in ("node.hostname", "==b2", "node.hostname==", "a=b", "a==b==c"):
         assert constraint_problem(bad) is not None, bad
+
+
+def test_a_user_pool_keeps_its_image_constraints_user_and_binds() -> None:
+    key = user_pool(pool_key("img", ["node.hostname==b2"]), 1000, 100, ["/home/u/p:/home/u/p:rw", "/d:/data:ro"])
+    assert split_pool(key) == ("img", ["node.hostname==b2"])
+    assert split_user(key) == ((1000, 100), ["/home/u/p:/home/u/p:rw", "/d:/data:ro"])
+    assert shown_pool(key) == "img @node.hostname==b2"
+    assert split_user("img @node.hostname==b2") == (None, [])
+
+
+def test_volumes_are_host_container_and_mode() -> None:
+    assert parse_volume("/data") == ("/data", "/data", False)
+    assert parse_volume("/data:ro") == ("/data", "/data", True)
+    assert parse_volume("/data:/in:ro") == ("/data", "/in", True)
+    assert parse_volume("data/../cache:/c:rw", base="/home/u") == ("/home/u/cache", "/c", False)
+    for bad, why in (("/a:/b:/c", "is not HOST[:CONTAINER][:ro]"), ("/a:", "is not HOST[:CONTAINER][:ro]"),
+                     ("/a:rel", "is not an absolute path"), ("/a:/", "whole file system"),
+                     ("/a b #c", "cannot be mounted")):
+        with pytest.raises(ValueError, match=why.replace("[", "\\[").replace("]", "\\]")):
+            parse_volume(bad)

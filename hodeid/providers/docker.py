@@ -18,8 +18,9 @@ import aiohttp
 from aiodocker.exceptions import DockerError
 
 from hodei.errors import ProviderError
-from hodei.pools import split_pool
+from hodei.pools import split_pool, split_user
 from hodeid.config import Config
+from hodeid.mounts import mount_refused
 
 log = logging.getLogger("hodeid.docker")
 AGENT_DIR_IN_CONTAINER = "/run/hodei-agent"
@@ -120,10 +121,12 @@ class DockerProvider(EngineClient):
                 ) from e
             raise ProviderError(explain(e)) from e
 
-    def container_config(self, worker_id: str, token: str, image: str) -> dict[str, Any]:
+    def container_config(self, worker_id: str, token: str, image: str,
+                         binds: list[str] | None = None) -> dict[str, Any]:
+        """``binds``: a user's directories (``HOST:CONTAINER:MODE``, checked at submit by hodeid.mounts)."""
         cfg = self.config
         host: dict[str, Any] = {
-            "Binds": [f"{cfg.agent_socket_path.parent}:{AGENT_DIR_IN_CONTAINER}"],
+            "Binds": [f"{cfg.agent_socket_path.parent}:{AGENT_DIR_IN_CONTAINER}", *(binds or [])],
             "Init": True,  # docker-init as PID 1: forwards signals, reaps orphans
         }
         if cfg.network:
@@ -145,13 +148,16 @@ class DockerProvider(EngineClient):
         }
 
     async def start(self, worker_id: str, token: str, image: str) -> str:
+        user, binds = split_user(image)
+        if user and binds and (refused := await mount_refused(user, binds)):
+            raise ProviderError(refused)
         image, constraints = split_pool(image)
         if constraints:
             raise ProviderError(f"placement constraints ({', '.join(constraints)}) need hodeid --provider swarm")
         image = image or self.config.image
         try:
             container = await self.docker.containers.create_or_replace(
-                name=f"hodei-worker-{worker_id}", config=self.container_config(worker_id, token, image)
+                name=f"hodei-worker-{worker_id}", config=self.container_config(worker_id, token, image, binds)
             )
         except DockerError as e:
             if e.status == 404:
