@@ -227,7 +227,10 @@ def _print_states(pages: Iterable[list[JobInfo]], json: bool, tell: bool = False
     if json:
         render.json_array(each())
         return status
-    for j in each():
+    if sys.stdout.isatty():  # a table with the states in colour, as every other command draws
+        render.states_table(each())
+        return status
+    for j in each():  # in a pipe, as scripts read it: one job a line, no header
         print(f"{j.id}\t{j.state}" + (f"\t{j.reason}" if j.reason else ""))
     return status
 

@@ -133,6 +133,11 @@ def jobs_table(jobs: Iterable[JobInfo]) -> None:
     )
 
 
+def states_table(jobs: Iterable[JobInfo]) -> None:
+    """What `wait` and `cancel` show on a terminal: each job's end."""
+    table(["ID", "STATE", "EXIT", "REASON"], ([str(j.id), str(j.state), result(j), j.reason or "-"] for j in jobs))
+
+
 def workers_table(workers: list[WorkerInfo]) -> None:
     nodes = any(w.node for w in workers)  # a NODE column only when some worker runs elsewhere (swarm)
     table(

@@ -20,12 +20,12 @@
 #   - Debian's docker-registry on $SUBNET.1:5000 holding the worker image, copied from the host engine
 #     with skopeo (the host engine is only read), and pulled by every node.
 #
-# Environment: HODEI_SWARM_SUBNET (10.213.77), HODEI_SWARM_IMAGE (hodei-worker:latest, on the host engine),
+# Environment: HODEI_SWARM_SUBNET (10.213.77), HODEI_SWARM_IMAGE ($HODEI_WORKER_IMAGE, else hodei-worker:latest, on the host engine),
 #   HODEI_SWARM_DIR (/var/lib/hodei-swarm), HODEI_SWARM_RUN (/run/hodei-swarm).
 set -euo pipefail
 
 SUBNET="${HODEI_SWARM_SUBNET:-10.213.77}"
-IMAGE="${HODEI_SWARM_IMAGE:-hodei-worker:latest}"
+IMAGE="${HODEI_SWARM_IMAGE:-${HODEI_WORKER_IMAGE:-hodei-worker:latest}}"
 STATE="${HODEI_SWARM_DIR:-/var/lib/hodei-swarm}"
 RUN="${HODEI_SWARM_RUN:-/run/hodei-swarm}"
 BRIDGE=hodeisw0

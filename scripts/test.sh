@@ -4,6 +4,9 @@
 # Extra arguments go to pytest.
 source "$(dirname "$0")/bootstrap.sh" test
 cd "$ROOT"
+# The suite's worker image has a tag of its own: the machine's hodei-worker:latest (what a user's hodeid
+# runs by default) is left as it is. docker-setup.sh builds this tag, the tests and hodeid read it.
+export HODEI_WORKER_IMAGE="${HODEI_WORKER_IMAGE:-hodei-worker:test}"
 if [ -x "$ROOT/scripts/docker-setup.sh" ] && [ "${HODEI_SKIP_DOCKER_SETUP:-}" != 1 ]; then
     if ! "$ROOT/scripts/docker-setup.sh"; then
         if [ "${CI:-}" = true ]; then

@@ -144,6 +144,10 @@ def test_tables_colour_states_on_a_terminal_and_stay_plain_in_a_pipe(daemon: Dae
     assert [line.split("\t")[1] for line in piped[1:]] == ["succeeded", "failed"]
     status, out = _on_terminal(daemon, "workers")
     assert status == 0 and b"\x1b[32midle" in out
+    status, out = _on_terminal(daemon, "wait", ok, bad)  # wait (and cancel) too: a table, coloured
+    assert status == 1 and b"REASON" in out and b"\x1b[1;31mfailed" in out, out
+    piped = daemon.ctl("wait", ok, bad, check=False).stdout  # and one job a line in a pipe, as before
+    assert piped == f"{ok}\tsucceeded\n{bad}\tfailed\texited with code 1\n".encode()
 
 
 def test_every_hodeid_flag_is_described_in_its_help() -> None:
