@@ -40,7 +40,11 @@ def shown_pool(key: str) -> str:
 
 
 def user_pool(key: str, uid: int, gid: int, binds: list[str]) -> str:
-    """A pool key for jobs run as ``uid:gid`` in workers that mount ``binds`` (``HOST:CONTAINER:MODE``)."""
+    """A pool key for jobs run as ``uid:gid`` in workers that mount ``binds`` (``HOST:CONTAINER:MODE``).
+    Root's jobs that mount nothing need nothing of a worker: they share the plain pool (and its --min-idle
+    workers)."""
+    if (uid, gid) == (0, 0) and not binds:
+        return key
     return key + f"{EXTRA}user={uid}:{gid}" + "".join(f"{EXTRA}bind={b}" for b in binds)
 
 

@@ -62,8 +62,9 @@ def test_build_image_from_an_installed_hodei_runs_jobs(base_image: str, installe
     try:
         run(installed_hodeid, "build-image", "-q", "--base", base_image, "--tag", tag, cwd=elsewhere)
         d = make_daemon("--provider", "docker", "--image", tag, "--network", "none", "--provision-timeout", "60")
+        # From a directory without a hodei/ in it: the job runs there (mounted), and python -c imports from it.
         res = d.ctl("submit", "-f", "echo hi from $(/opt/hodei/bin/python -c 'import hodei; print(hodei.__file__)')",
-                    timeout=120)
+                    timeout=120, cwd=elsewhere)
         out = res.stdout.decode()
         assert out.startswith("hi from /opt/hodei/lib/python3.") and out.endswith("/site-packages/hodei/__init__.py\n")
         (worker,) = d.workers()

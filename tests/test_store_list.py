@@ -16,7 +16,7 @@ def test_label_and_name_filters_across_pages(tmp_path: Path) -> None:
             ids = []
             for n in range(9):
                 spec = JobSpec(command=["true"], shell=True, name=f"job-{n}", labels={"odd": str(n % 2)})
-                ids.append((await store.insert_job(spec, None)).info.id)
+                ids.append((await store.insert_job(spec, None, "")).info.id)
 
             async def listed(limit: int, name: str = "", labels: dict[str, str] | None = None) -> list[int]:
                 return [j.info.id async for p in store.list_jobs([], limit, None, page=2, name=name, labels=labels)
