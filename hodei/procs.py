@@ -16,7 +16,9 @@ log = logging.getLogger("hodei.procs")
 
 
 @functools.cache
+@functools.cache
 def boot_id() -> str:
+    """This boot's id: read once, since it cannot change under a running process."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import logging
 import mmap
 import os
@@ -35,14 +36,19 @@ Emit = Callable[[Stream, bytes], Awaitable[None]]
 
 def user_basics(uid: int | None) -> dict[str, str]:
     """HOME, USER, LOGNAME, SHELL and a PATH for the user a job runs as (from the password database)."""
-    uid = os.geteuid() if uid is None else uid
+    return dict(_basics(os.geteuid() if uid is None else uid))
+
+
+@functools.lru_cache(maxsize=64)
+def _basics(uid: int) -> tuple[tuple[str, str], ...]:
+    """user_basics, looked up once per uid for the agent's life (a job start is on the hot path)."""
     try:
         entry = pwd.getpwuid(uid)
         name, home, shell = entry.pw_name, entry.pw_dir, entry.pw_shell or "/bin/sh"
     except KeyError:  # a uid with no account here (a container's, say)
         name, home, shell = str(uid), "/", "/bin/sh"
-    return {"HOME": home, "USER": name, "LOGNAME": name, "SHELL": shell,
-            "PATH": ROOT_PATH if uid == 0 else USER_PATH}
+    return (("HOME", home), ("USER", name), ("LOGNAME", name), ("SHELL", shell),
+            ("PATH", ROOT_PATH if uid == 0 else USER_PATH))
 
 
 def job_env(a: Assignment) -> dict[str, str]:
