@@ -17,9 +17,9 @@ import msgspec
 
 from hodei.protocol import FINAL_STATES, JobInfo, JobState, LogData, LogEnd, Stream
 from hodeictl import render
-from hodeictl.args import fail, job_id, pairs, submit_spec, with_client
+from hodeictl.args import fail, job_id, pairs, say, submit_spec, with_client
 from hodeictl.client import Client
-from hodeictl.follow import WaitReporter, detached, say, what_happened
+from hodeictl.follow import WaitReporter, detached, what_happened
 from hodeictl.parse import Call
 
 

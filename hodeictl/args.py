@@ -16,8 +16,13 @@ from hodeictl.client import Client, spec_from_cli
 T = TypeVar("T")
 
 
+def say(message: str) -> None:
+    """One line of hodeictl's own on stderr."""
+    print(f"hodeictl: {message}", file=sys.stderr, flush=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    print(f"hodeictl: {message}", file=sys.stderr)
+    say(message)
     raise SystemExit(code)
 
 

@@ -9,20 +9,16 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 
 from hodei.errors import HodeiError
 from hodei.protocol import JobInfo, JobState
+from hodeictl.args import say
 from hodeictl.client import Client
 
 EXIT_DETACHED = 75  # sysexits' EX_TEMPFAIL: hodeictl stopped following; the job goes on
 WAIT_QUIETLY = 1.0  # seconds a followed job may wait before hodeictl says what for
 POLL = 1.0  # seconds between looks at a waiting job
-
-
-def say(message: str) -> None:
-    print(f"hodeictl: {message}", file=sys.stderr, flush=True)
 
 
 def what_happened(job: JobInfo) -> str | None:

@@ -38,7 +38,7 @@ from hodeid.logstore import LogStore
 from hodeid.mounts import docker_pool
 from hodeid.notify import Notifier, Wakeup
 from hodeid.store import Store, StoredJob
-from hodeid.worker import REMOTE, Worker
+from hodeid.worker import Worker
 from hodeid.workers import Pool
 
 log = logging.getLogger("hodeid.lifecycle")
@@ -421,4 +421,4 @@ async def _nothing() -> None:
     return None
 
 
-__all__ = ["ACTIVE", "REMOTE", "Lifecycle"]
+__all__ = ["ACTIVE", "Lifecycle"]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from hodei.protocol import JobState, WorkerState
+from hodei.protocol import WorkerState
 from hodeid.app import App
+from hodeid.lifecycle import ACTIVE
 from hodeid.worker import REMOTE, Worker
 from hodeid.workers import ALLOWED_FROM, stored_from
 
 log = logging.getLogger("hodeid.recovery")
-ACTIVE = (JobState.ASSIGNED, JobState.RUNNING)
 
 
 async def recover(app: App) -> None:
